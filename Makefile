@@ -1,0 +1,121 @@
+# wsjobd — plain GNU make.  `make run` and `make test` do all set-up (see `deps`).
+#
+#   make                      build/wsjobd and build/wsjob
+#   make SANITIZE=address,undefined   instrumented build in build-address-undefined/
+#   make SANITIZE=thread      ThreadSanitizer build (rings, I/O threads)
+#   make test                 unit (Check) + integration tests
+#   make bench / bench-ring   benchmarks
+#   make fuzz FUZZ_SECONDS=60 libFuzzer targets (clang)
+#   make install PREFIX=/usr/local DESTDIR=
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZE ?=
+FUZZ_SECONDS ?= 60
+
+comma := ,
+BUILD ?= build$(if $(SANITIZE),-$(subst $(comma),-,$(SANITIZE)))
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread \
+           -Iinclude -Ishm -Isrc -MMD -MP
+LDFLAGS += -pthread
+ifneq ($(SANITIZE),)
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+LIBS      := -levent -lmbedtls -lmbedx509 -lmbedcrypto -ljansson -lsystemd -lcurl -ldl -lm
+CHECKLIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+# Every .c in shm/ is the ring library; every .c in src/ except the two
+# programs' mains is the daemon core.  Tests link both archives, so adding a
+# file needs no edit here.
+SHM_SRC  := $(filter-out shm/bench_%.c,$(wildcard shm/*.c))
+MAINS    := src/wsjobd.c src/wsjob.c
+CORE_SRC := $(filter-out $(MAINS),$(wildcard src/*.c))
+TEST_SRC := $(wildcard tests/test_*.c)
+BENCH_SRC:= $(wildcard tests/bench_*.c)
+PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+
+SHM_OBJ  := $(SHM_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCHES  := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
+PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
+
+# Symbols of the plug-in API (include/wsjob.h) that handler .so files resolve
+# against the daemon at dlopen time.
+EXPORTS  := -Wl,--dynamic-list=src/wsjob.sym
+
+.PHONY: all run test unit integration bench bench-ring fuzz install clean deps lint
+all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+
+$(BUILD)/libshm.a: $(SHM_OBJ)
+	$(AR) rcs $@ $^
+$(BUILD)/libcore.a: $(CORE_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/wsjobd: $(BUILD)/src/wsjobd.o $(BUILD)/libcore.a $(BUILD)/libshm.a
+	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS)
+$(BUILD)/wsjob: $(BUILD)/src/wsjob.o $(BUILD)/libcore.a $(BUILD)/libshm.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# shm/ stands alone: its tests and benchmark link nothing else.
+$(BUILD)/tests/test_ring%: $(BUILD)/tests/test_ring%.o $(BUILD)/libshm.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECKLIBS)
+$(BUILD)/tests/bench_ring%: $(BUILD)/tests/bench_ring%.o $(BUILD)/libshm.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a $(BUILD)/libshm.a
+	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(CHECKLIBS)
+
+$(BUILD)/plugins/%.so: tests/plugins/%.c include/wsjob.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+deps:
+	@scripts/deps.sh
+
+run: deps all
+	$(BUILD)/wsjobd $(ARGS)
+
+test: deps all $(TESTS) $(BENCHES)
+	@BUILD=$(BUILD) tests/run.sh
+
+bench-ring: all $(BUILD)/tests/bench_ring
+	$(BUILD)/tests/bench_ring
+
+bench: deps all $(BENCHES)
+	@BUILD=$(BUILD) scripts/bench.sh
+
+FUZZ_SRC := $(wildcard tests/fuzz_*.c)
+FUZZERS  := $(FUZZ_SRC:tests/%.c=build-fuzz/%)
+build-fuzz/%: tests/%.c $(CORE_SRC) $(SHM_SRC)
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Ishm -Isrc \
+	  -fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRC) $(SHM_SRC) $(LIBS) -pthread
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus-$$n tests/corpus/$$n \
+	    || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man3 \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 755 $(BUILD)/wsjobd $(BUILD)/wsjob $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 include/wsjob.h $(DESTDIR)$(PREFIX)/include/
+	for m in man/*.[1-8]; do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
+	install -m 644 scripts/wsjobd.service scripts/wsjobd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/
+
+clean:
+	rm -rf build build-* 
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

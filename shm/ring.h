@@ -22,7 +22,8 @@
  *  heap      one owner allocates and frees (in any order); other processes
  *            only read.  Metadata lives in the owner's private memory.
  *
- * Memory-ordering arguments are beside the loads and stores in ring.c. */
+ * Memory-ordering arguments are beside the loads and stores in
+ * shm/jobring.c, replyring.c, bytering.c and eventcount.h. */
 #ifndef WSJOBD_RING_H
 #define WSJOBD_RING_H
 
@@ -48,8 +49,9 @@ int shm_jobring_push(struct shm_jobring *r, uint64_t value /* != 0 */);
 int shm_jobring_take(struct shm_jobring *r, uint16_t id,
                      _Atomic uint64_t *claim, uint64_t *value);
 
-/* take, sleeping (futex, no spinning) while the ring is empty, up to
- * timeout_ms (< 0: forever).  0, or -1 on timeout or after
+/* take, sleeping (futex) while the ring is empty, up to timeout_ms (< 0:
+ * forever), after re-checking for a few microseconds (bounded: an idle
+ * consumer costs no CPU).  0, or -1 on timeout or after
  * shm_jobring_wake_all. */
 int shm_jobring_take_wait(struct shm_jobring *r, uint16_t id,
                           _Atomic uint64_t *claim, uint64_t *value,
@@ -60,7 +62,9 @@ void shm_jobring_wake_all(struct shm_jobring *r);
 
 /* After consumer `id` died: frees the slots it had claimed but not yet
  * released and returns their values in out (at most max).  The caller also
- * reads the dead consumer's claim word.  Producer/owner only. */
+ * reads the dead consumer's claim word; a consumer that died between its two
+ * stores leaves the same value in both, so count a value once.
+ * Producer/owner only. */
 size_t shm_jobring_recover(struct shm_jobring *r, uint16_t id,
                            uint64_t *out, size_t max);
 
@@ -77,7 +81,7 @@ size_t shm_replyring_size(uint32_t slots);
 /* efd: an eventfd (EFD_NONBLOCK) inherited by every producer. */
 struct shm_replyring *shm_replyring_init(void *mem, uint32_t slots, int efd);
 
-/* Producer `id` (1..65535).  Copies len <= SHM_REPLY_REC bytes.  Sleeps
+/* Producer `id` (1..65535).  Copies 1 <= len <= SHM_REPLY_REC bytes.  Sleeps
  * (futex) while the ring is full, up to timeout_ms (< 0: forever).  0, or -1
  * on timeout. */
 int shm_replyring_push(struct shm_replyring *r, uint16_t id,

@@ -1,0 +1,43 @@
+/* conn.h — one client connection as the protocol layers see it: a
+ * WebSocket they can send messages on, pause, and close.  The HTTP phase,
+ * frame decoding, pings and timeouts stay inside conn.c. */
+#ifndef WSJOBD_CONN_H
+#define WSJOBD_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct front;
+
+/* What a WebSocket route (/jobs, /run/TYPE) implements. */
+struct proto_ops {
+    /* One complete message (opcode WS_OP_TEXT or WS_OP_BINARY).  data is the
+     * connection's buffer, valid only during the call. */
+    void (*message)(struct conn *c, void *state, int opcode, uint8_t *data, size_t len);
+    /* The output buffer drained (the client reads again). */
+    void (*drained)(struct conn *c, void *state);
+    /* Job capacity came back after a `busy` (backpressured routes retry). */
+    void (*room)(struct conn *c, void *state);
+    /* The daemon is shutting down: refuse new work from now on. */
+    void (*shutdown)(struct conn *c, void *state);
+    /* The connection is gone: detach every job and free state. */
+    void (*closed)(struct conn *c, void *state);
+};
+
+/* Sends one WebSocket message (unfragmented). */
+void conn_send(struct conn *c, int opcode, const void *data, size_t len);
+
+/* Starts the close handshake with code and reason (RFC 6455 §7.1.2). */
+void conn_close(struct conn *c, uint16_t code, const char *reason);
+
+/* Bytes queued for the client and not yet written to the socket. */
+size_t conn_out_pending(const struct conn *c);
+
+/* Stops / resumes reading the client's messages (backpressure). */
+void conn_pause(struct conn *c);
+void conn_resume(struct conn *c);
+
+struct front *conn_front(const struct conn *c);
+
+#endif

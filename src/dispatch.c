@@ -1,0 +1,485 @@
+/* dispatch.c — admission, reply draining, deadlines, cancels, crash retries.
+ *
+ * A job's life in the front, by the fields of struct job_rec:
+ *   FREE  -> LIVE (submit: slot filled, handle pushed to a job ring)
+ *   LIVE  -> answered (done/error sent through the sink, exactly once)
+ *   LIVE or answered -> FREE (the worker's final record arrived, or the
+ *            worker died and the job was not re-run)
+ * `answered` and the slot's lifetime are separate on purpose: a cancelled or
+ * timed-out job is answered at once, but its slot (and input bytes) stay
+ * until no worker can touch them any more. */
+#include "dispatch.h"
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handler_registry.h"
+#include "histogram.h"
+#include "log.h"
+
+#define DRAIN_BATCH 4096   /* records per loop turn before yielding to sockets */
+
+enum rec_state { REC_FREE = 0, REC_LIVE = 1 };
+
+struct job_rec {
+    const struct job_sink *sink;   /* NULL once answered or detached */
+    void     *cookie;
+    uint32_t  gen;                 /* current handle generation */
+    uint32_t  next_free;           /* free list link (index + 1, 0 ends) */
+    uint8_t   state;               /* enum rec_state */
+    uint8_t   cls;                 /* enum worker_class */
+    uint8_t   retries;
+    uint8_t   timer_armed;
+    uint16_t  type;
+    int64_t   heap_off;            /* -1: inline input */
+    int64_t   submitted_ns;
+    struct event timer;            /* deadline, then cancel grace */
+};
+
+struct type_counts { uint64_t done, failed; };
+
+struct dispatch {
+    struct event_base *base;
+    struct pipeline   *p;
+    struct dispatch_params prm;
+    struct shm_heap   *heap;
+    struct job_rec    *recs;
+    uint32_t           free_head;       /* index + 1, 0: none */
+    struct event      *reply_ev;
+    const struct timeval *common_timeout;
+    struct dispatch_stats st;
+    struct type_counts by_type[REGISTRY_MAX];
+    struct histogram  *run_us;          /* per type, registry_count() of them */
+    void (*on_room)(void *);
+    void  *on_room_arg;
+    int    room_wanted;
+};
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static void reply_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct timeval ms_tv(int64_t ms)
+{
+    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+    return tv;
+}
+
+struct dispatch *dispatch_new(struct event_base *base, struct pipeline *p,
+                              const struct dispatch_params *dp)
+{
+    struct dispatch *d = calloc(1, sizeof *d);
+    if (!d)
+        return NULL;
+    d->base = base;
+    d->p = p;
+    d->recs = calloc(p->njobs, sizeof *d->recs);
+    d->heap = shm_heap_new(p->heap_base, p->heap_size);
+    d->run_us = calloc(registry_count() ? registry_count() : 1, sizeof *d->run_us);
+    d->reply_ev = event_new(base, p->reply_efd, EV_READ | EV_PERSIST, reply_cb, d);
+    if (!d->recs || !d->heap || !d->run_us || !d->reply_ev || event_add(d->reply_ev, NULL) < 0) {
+        dispatch_free(d);
+        return NULL;
+    }
+    for (uint32_t i = p->njobs; i > 0; i--) {
+        struct job_rec *r = &d->recs[i - 1];
+        evtimer_assign(&r->timer, base, timer_cb, d);
+        r->next_free = d->free_head;
+        d->free_head = i;
+    }
+    dispatch_set_params(d, dp);
+    shm_replyring_arm(p->replies);
+    return d;
+}
+
+void dispatch_set_params(struct dispatch *d, const struct dispatch_params *dp)
+{
+    d->prm = *dp;
+    /* One queue for the default deadline: libevent keeps same-duration
+     * timeouts in a list instead of its heap, so arming one per job is O(1). */
+    struct timeval tv = ms_tv(dp->job_timeout_ms);
+    d->common_timeout = event_base_init_common_timeout(d->base, &tv);
+}
+
+void dispatch_free(struct dispatch *d)
+{
+    if (!d)
+        return;
+    if (d->recs)
+        for (uint32_t i = 0; i < d->p->njobs; i++)
+            if (d->recs[i].timer_armed)
+                event_del(&d->recs[i].timer);
+    if (d->reply_ev)
+        event_free(d->reply_ev);
+    shm_heap_delete(d->heap);
+    free(d->run_us);
+    free(d->recs);
+    free(d);
+}
+
+void dispatch_on_room(struct dispatch *d, void (*fn)(void *), void *arg)
+{
+    d->on_room = fn;
+    d->on_room_arg = arg;
+}
+
+const struct dispatch_stats *dispatch_stats(const struct dispatch *d) { return &d->st; }
+
+const struct histogram *dispatch_type_run_us(const struct dispatch *d, int type)
+{
+    return type >= 0 && (size_t)type < registry_count() ? &d->run_us[type] : NULL;
+}
+
+uint64_t dispatch_type_count(const struct dispatch *d, int type, int failed)
+{
+    if (type < 0 || type >= REGISTRY_MAX)
+        return 0;
+    return failed ? d->by_type[type].failed : d->by_type[type].done;
+}
+
+static uint32_t rec_index(const struct dispatch *d, const struct job_rec *r)
+{
+    return (uint32_t)(r - d->recs);
+}
+
+static void want_room(struct dispatch *d) { d->room_wanted = 1; }
+
+static void release(struct dispatch *d, struct job_rec *r)
+{
+    if (r->timer_armed) {
+        event_del(&r->timer);
+        r->timer_armed = 0;
+    }
+    if (r->heap_off >= 0)
+        shm_heap_free(d->heap, r->heap_off);
+    r->heap_off = -1;
+    r->state = REC_FREE;
+    r->sink = NULL;
+    r->gen++;
+    r->next_free = d->free_head;
+    d->free_head = rec_index(d, r) + 1;
+    if (d->room_wanted && d->on_room) {
+        d->room_wanted = 0;
+        d->on_room(d->on_room_arg);
+    }
+}
+
+/* The one place a final answer leaves dispatch: after it the sink is gone. */
+static void answer_error(struct dispatch *d, struct job_rec *r, enum job_error code,
+                         const char *msg)
+{
+    const struct job_sink *s = r->sink;
+    if (!s)
+        return;
+    r->sink = NULL;
+    d->st.in_flight--;
+    d->st.failed++;
+    d->by_type[r->type].failed++;
+    if (code == JE_CANCELLED)
+        d->st.cancelled++;
+    else if (code == JE_TIMEOUT)
+        d->st.timeouts++;
+    s->error(r->cookie, rec_index(d, r), code, msg, strlen(msg));
+}
+
+static void arm_timer(struct dispatch *d, struct job_rec *r, int64_t ms, int common)
+{
+    struct timeval tv = ms_tv(ms);
+    if (r->timer_armed)
+        event_del(&r->timer);
+    event_add(&r->timer, common ? d->common_timeout : &tv);
+    r->timer_armed = 1;
+}
+
+static enum job_error place_input(struct dispatch *d, struct job_rec *r, struct job_slot *slot,
+                                  const void *in, size_t len)
+{
+    slot->input_len = (uint32_t)len;
+    if (len <= JOB_INLINE) {
+        if (len)
+            memcpy(slot->input, in, len);
+        slot->input_off = -1;
+        r->heap_off = -1;
+        return JE_NONE;
+    }
+    int64_t off = shm_heap_alloc(d->heap, len);
+    if (off < 0)
+        return JE_BUSY;
+    memcpy(d->p->heap_base + off, in, len);
+    slot->input_off = off;
+    r->heap_off = off;
+    return JE_NONE;
+}
+
+/* Pushes the job under its current generation.  The push's release store
+ * publishes every slot field written before it. */
+static int enqueue(struct dispatch *d, struct job_rec *r)
+{
+    uint32_t idx = rec_index(d, r);
+    struct job_slot *slot = &d->p->jobs[idx];
+    uint64_t h = job_handle(idx, r->gen);
+    slot->handle = h;
+    atomic_store_explicit(&slot->cancel, JOB_LIVE, memory_order_relaxed);
+    atomic_store_explicit(&slot->acked, 0, memory_order_relaxed);
+    if (shm_jobring_push(d->p->ring[r->cls], h) < 0) {
+        d->st.full[r->cls]++;
+        return -1;
+    }
+    d->st.enqueued[r->cls]++;
+    return 0;
+}
+
+enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req, uint32_t *job)
+{
+    const struct wsjob_handler *h = registry_get(req->type);
+    if (!h)
+        return JE_UNKNOWN_TYPE;
+    if (req->len > d->p->max_message)
+        return JE_TOO_LARGE;
+    if (!d->free_head) {
+        want_room(d);
+        return JE_BUSY;
+    }
+    uint32_t idx = d->free_head - 1;
+    struct job_rec *r = &d->recs[idx];
+    struct job_slot *slot = &d->p->jobs[idx];
+    if (place_input(d, r, slot, req->input, req->len) != JE_NONE) {
+        want_room(d);
+        return JE_BUSY;
+    }
+    d->free_head = r->next_free;
+    r->cls = h->cls == WSJOB_IO ? CLASS_IO : CLASS_CPU;
+    r->type = (uint16_t)req->type;
+    r->retries = 0;
+    r->state = REC_LIVE;
+    r->submitted_ns = monotonic_ns();
+    int64_t tmo = req->timeout_ms > 0 ? req->timeout_ms : d->prm.job_timeout_ms;
+    slot->type = (uint16_t)req->type;
+    slot->enqueued_ns = r->submitted_ns;
+    slot->deadline_ns = r->submitted_ns + tmo * 1000000;
+    if (enqueue(d, r) < 0) {
+        release(d, r);
+        want_room(d);
+        return JE_BUSY;
+    }
+    r->sink = req->sink;
+    r->cookie = req->cookie;
+    arm_timer(d, r, tmo, req->timeout_ms <= 0);
+    d->st.submitted++;
+    d->st.in_flight++;
+    *job = idx;
+    return JE_NONE;
+}
+
+/* Tells a running handler to stop, and gives it cancel_grace_ms to do so. */
+static void signal_stop(struct dispatch *d, struct job_rec *r, enum job_cancel why)
+{
+    struct job_slot *slot = &d->p->jobs[rec_index(d, r)];
+    atomic_store_explicit(&slot->cancel, why, memory_order_relaxed);
+    /* Release: a handler that sees the new wake value also sees cancel. */
+    atomic_fetch_add_explicit(&slot->wake, 1, memory_order_release);
+    shm_futex_wake(&slot->wake, 1 << 30);
+    arm_timer(d, r, d->prm.cancel_grace_ms, 0);
+}
+
+void dispatch_cancel(struct dispatch *d, uint32_t job)
+{
+    struct job_rec *r = &d->recs[job];
+    if (r->state != REC_LIVE || !r->sink)
+        return;
+    signal_stop(d, r, JOB_CANCELLED);
+    answer_error(d, r, JE_CANCELLED, "cancelled by client");
+}
+
+void dispatch_detach(struct dispatch *d, uint32_t job)
+{
+    struct job_rec *r = &d->recs[job];
+    if (r->state != REC_LIVE || !r->sink)
+        return;
+    r->sink = NULL;
+    d->st.in_flight--;
+    d->st.cancelled++;
+    d->st.failed++;
+    d->by_type[r->type].failed++;
+    signal_stop(d, r, JOB_CANCELLED);
+}
+
+void dispatch_ack(struct dispatch *d, uint32_t job, uint64_t bytes)
+{
+    struct job_slot *slot = &d->p->jobs[job];
+    atomic_fetch_add_explicit(&slot->acked, bytes, memory_order_release);
+    atomic_fetch_add_explicit(&slot->wake, 1, memory_order_release);
+    shm_futex_wake(&slot->wake, 1);
+}
+
+void dispatch_fail_all(struct dispatch *d, enum job_error code, const char *msg)
+{
+    for (uint32_t i = 0; i < d->p->njobs; i++) {
+        struct job_rec *r = &d->recs[i];
+        if (r->state == REC_LIVE && r->sink) {
+            signal_stop(d, r, JOB_CANCELLED);
+            answer_error(d, r, code, msg);
+        }
+    }
+}
+
+/* A CPU worker that holds `h` past the grace period is killed: the only way
+ * to stop a handler that never polls.  Its death is handled like any crash,
+ * and since the job is answered it is not run again. */
+static void kill_holder(struct dispatch *d, uint64_t h)
+{
+    for (uint32_t i = 0; i < d->p->ncpu; i++) {
+        struct worker_slot *w = &d->p->workers[i];
+        if (atomic_load_explicit(&w->claim, memory_order_acquire) != h)
+            continue;
+        pid_t pid = atomic_load(&w->pid);
+        if (pid > 0) {
+            log_warn("cpu worker %u (pid %d) ignored a cancel for %lld ms: killing it",
+                     i + 1, (int)pid, (long long)d->prm.cancel_grace_ms);
+            kill(pid, SIGKILL);
+        }
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatch *d = arg;
+    /* libevent passes the dispatch; find the record from the event. */
+    struct event *ev = event_base_get_running_event(d->base);
+    struct job_rec *r = (struct job_rec *)((char *)ev - offsetof(struct job_rec, timer));
+    r->timer_armed = 0;
+    if (r->state != REC_LIVE)
+        return;
+    if (r->sink) {
+        signal_stop(d, r, JOB_TIMED_OUT);
+        answer_error(d, r, JE_TIMEOUT, "job deadline passed");
+        return;
+    }
+    kill_holder(d, job_handle(rec_index(d, r), r->gen));
+}
+
+void dispatch_worker_lost(struct dispatch *d, uint64_t h)
+{
+    uint32_t idx = handle_index(h);
+    if (idx >= d->p->njobs)
+        return;
+    struct job_rec *r = &d->recs[idx];
+    if (r->state != REC_LIVE || r->gen != handle_gen(h))
+        return;
+    if (!r->sink) {
+        release(d, r);
+        return;
+    }
+    if (r->retries < d->prm.crash_retries) {
+        r->retries++;
+        /* A new generation: anything the dead worker left in the reply ring
+         * for this job is now recognisably stale. */
+        r->gen++;
+        if (enqueue(d, r) == 0) {
+            d->st.retried++;
+            return;
+        }
+    }
+    d->st.crashed++;
+    answer_error(d, r, JE_WORKER_CRASHED,
+                 r->retries ? "the worker running this job died on every try"
+                            : "the worker running this job died");
+    release(d, r);
+}
+
+/* ---- the reply ring ---------------------------------------------------- */
+
+static void handle_reply(struct dispatch *d, const struct reply *rp, const uint8_t *data)
+{
+    uint32_t idx = handle_index(rp->handle);
+    if (idx >= d->p->njobs)
+        return;
+    struct job_rec *r = &d->recs[idx];
+    if (r->state != REC_LIVE || r->gen != handle_gen(rp->handle))
+        return;   /* from a worker that died, or for a job re-run since */
+    const struct job_sink *s = r->sink;
+    switch (rp->kind) {
+    case REPLY_CHUNK:
+        if (s)
+            s->chunk(r->cookie, idx, data, rp->len);
+        else
+            dispatch_ack(d, idx, rp->len);
+        return;
+    case REPLY_PROGRESS:
+        if (s && s->progress)
+            s->progress(r->cookie, idx, rp->a, rp->b);
+        return;
+    case REPLY_DONE:
+        if (s) {
+            r->sink = NULL;
+            d->st.in_flight--;
+            d->st.done++;
+            d->by_type[r->type].done++;
+            int64_t start = d->p->jobs[idx].enqueued_ns;
+            uint64_t total_us = (uint64_t)(monotonic_ns() - start) / 1000;
+            uint64_t run_us = rp->a;
+            hist_record(&d->run_us[r->type], run_us);
+            s->done(r->cookie, idx, data, rp->len, (int)rp->b,
+                    total_us > run_us ? total_us - run_us : 0, run_us);
+        }
+        release(d, r);
+        return;
+    case REPLY_ERROR: {
+        char msg[512];
+        size_t n = rp->len < sizeof msg - 1 ? rp->len : sizeof msg - 1;
+        memcpy(msg, data, n);
+        msg[n] = 0;
+        enum job_error code = rp->code > JE_NONE && rp->code < JE_COUNT ? rp->code : JE_HANDLER_ERROR;
+        answer_error(d, r, code, msg);
+        release(d, r);
+        return;
+    }
+    }
+}
+
+size_t dispatch_drain(struct dispatch *d)
+{
+    struct pipeline *p = d->p;
+    _Alignas(8) uint8_t buf[SHM_REPLY_REC];
+    size_t n = 0;
+    while (n < DRAIN_BATCH && shm_replyring_pop(p->replies, buf) > 0) {
+        const struct reply *rp = (const struct reply *)buf;
+        n++;
+        d->st.replies_total++;
+        if (rp->wid < 1 || rp->wid > p->nworkers)
+            continue;
+        struct worker_slot *w = pipeline_worker(p, rp->wid);
+        int current = rp->incarnation == atomic_load_explicit(&w->incarnation, memory_order_relaxed);
+        const uint8_t *data = rp->data;
+        if (rp->pos >= 0) {
+            if (!current)
+                continue;   /* its bytes are in a bytering reset since */
+            data = shm_bytering_ptr(w->out, rp->pos);
+        }
+        handle_reply(d, rp, data);
+        if (rp->pos >= 0)
+            shm_bytering_free(w->out, rp->pos, rp->len);
+    }
+    return n;
+}
+
+static void reply_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatch *d = arg;
+    shm_replyring_ack(d->p->replies);
+    for (;;) {
+        if (dispatch_drain(d) == DRAIN_BATCH) {
+            /* Let sockets have a turn; come back at once. */
+            event_active(d->reply_ev, EV_READ, 0);
+            return;
+        }
+        if (shm_replyring_arm(d->p->replies))
+            return;
+    }
+}

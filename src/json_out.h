@@ -1,0 +1,25 @@
+/* json_out.h — builds the server's JSON events into one growable buffer.
+ * The front formats every event by hand: it knows exactly which fields it
+ * writes, and escaping straight into the output avoids building a tree per
+ * reply. */
+#ifndef WSJOBD_JSON_OUT_H
+#define WSJOBD_JSON_OUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jout {
+    char  *p;      /* malloc'd, owned; NUL-terminated after every append */
+    size_t len, cap;
+    int    oom;    /* an append failed: the text is incomplete */
+};
+
+void jout_reset(struct jout *j);
+void jout_free(struct jout *j);
+void jout_raw(struct jout *j, const char *s, size_t n);
+void jout_lit(struct jout *j, const char *s);          /* NUL-terminated raw */
+void jout_str(struct jout *j, const void *s, size_t n); /* quoted, escaped (valid UTF-8 in) */
+void jout_b64(struct jout *j, const void *s, size_t n); /* quoted base64 */
+void jout_u64(struct jout *j, uint64_t v);
+
+#endif

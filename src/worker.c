@@ -1,0 +1,156 @@
+/* worker.c — the loops that take jobs from a job ring and run them.
+ *
+ * Workers take one job at a time (no prefetch): a short job never waits
+ * behind a long one while another worker is idle.  A worker's claim word
+ * always names the job it holds, from the instant the job leaves the ring
+ * until its final reply is in the reply ring, so the front can find and
+ * re-run or fail it if the worker dies at any point. */
+#include "worker.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "handler_registry.h"
+#include "job_ctx.h"
+#include "log.h"
+
+#define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
+
+void worker_detach(struct pipeline *p, pid_t front)
+{
+    /* PDEATHSIG is delivered when the forking thread exits; the front is
+     * single-threaded, so that is the front's death.  Check the parent once
+     * more after arming it: the front may have died just before. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != front)
+        _exit(0);
+    /* The front's handlers (libevent's signal pipe) mean nothing here, and
+     * SIGTERM from an operator or systemd's KillMode must simply end us. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Client sockets and listeners must not stay open in a worker, or a
+     * connection the front closes would not really close.  Keep stdio and
+     * the reply eventfd. */
+    int efd = p->reply_efd;
+    if (efd > 3)
+        close_range(3, (unsigned)efd - 1, 0);
+    close_range((unsigned)efd + 1, ~0u, 0);
+}
+
+static uint64_t resident_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return 0;
+    unsigned long size = 0, res = 0;
+    int n = fscanf(f, "%lu %lu", &size, &res);
+    fclose(f);
+    return n == 2 ? (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
+}
+
+static void run_one(struct pipeline *p, uint16_t wid, uint64_t handle)
+{
+    struct worker_slot *w = pipeline_worker(p, wid);
+    struct job_slot *job = &p->jobs[handle_index(handle)];
+    atomic_store_explicit(&w->job_type, job->type, memory_order_relaxed);
+    atomic_store_explicit(&w->job_start_ns, monotonic_ns(), memory_order_relaxed);
+    atomic_store_explicit(&w->state, WORKER_BUSY, memory_order_release);
+    job_run(p, wid, handle, registry_get(job->type));
+    /* The final reply is in the ring: only now may the claim go. */
+    atomic_store_explicit(&w->claim, 0, memory_order_release);
+    atomic_store_explicit(&w->state, WORKER_IDLE, memory_order_release);
+    atomic_fetch_add_explicit(&w->jobs_done, 1, memory_order_relaxed);
+}
+
+/* Takes and runs jobs of ring `cls` until asked to exit or a limit is hit. */
+static void job_loop(struct pipeline *p, uint16_t wid, enum worker_class cls,
+                     const struct worker_limits *lim)
+{
+    struct worker_slot *w = pipeline_worker(p, wid);
+    uint64_t done = 0;
+    while (!atomic_load_explicit(&w->exit_req, memory_order_acquire)) {
+        uint64_t handle;
+        if (shm_jobring_take_wait(p->ring[cls], wid, &w->claim, &handle, IDLE_POLL_MS) < 0)
+            continue;
+        run_one(p, wid, handle);
+        done++;
+        if (lim && lim->max_jobs && done >= lim->max_jobs) {
+            log_info("recycling after %llu jobs", (unsigned long long)done);
+            return;
+        }
+        if (lim && lim->max_rss) {
+            uint64_t rss = resident_bytes();
+            if (rss > lim->max_rss) {
+                log_info("recycling at %llu resident bytes", (unsigned long long)rss);
+                return;
+            }
+        }
+    }
+}
+
+static void announce(struct pipeline *p, uint16_t wid)
+{
+    struct worker_slot *w = pipeline_worker(p, wid);
+    atomic_store(&w->pid, getpid());
+    atomic_store(&w->tid, (int32_t)syscall(SYS_gettid));
+    atomic_store(&w->job_start_ns, 0);
+    atomic_store(&w->state, WORKER_IDLE);
+}
+
+_Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct worker_limits *lim)
+{
+    char role[32];
+    snprintf(role, sizeof role, "cpu-worker %u", wid);
+    log_set_role(role);
+    announce(p, wid);
+    job_loop(p, wid, CLASS_CPU, lim);
+    _exit(0);
+}
+
+struct io_thread {
+    struct pipeline *p;
+    uint16_t wid;
+};
+
+static void *io_thread_main(void *arg)
+{
+    struct io_thread *t = arg;
+    announce(t->p, t->wid);
+    job_loop(t->p, t->wid, CLASS_IO, NULL);
+    return NULL;
+}
+
+_Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t nthreads)
+{
+    log_set_role("io-worker");
+    struct io_thread *ts = calloc(nthreads, sizeof *ts);
+    pthread_t *tids = calloc(nthreads, sizeof *tids);
+    if (!ts || !tids) {
+        log_error("out of memory starting %u I/O threads", nthreads);
+        _exit(1);
+    }
+    for (uint16_t i = 0; i < nthreads; i++) {
+        ts[i] = (struct io_thread){ .p = p, .wid = (uint16_t)(first_wid + i) };
+        int rc = pthread_create(&tids[i], NULL, io_thread_main, &ts[i]);
+        if (rc != 0) {
+            log_error("pthread_create: %s", strerror(rc));
+            _exit(1);
+        }
+    }
+    for (uint16_t i = 0; i < nthreads; i++)
+        pthread_join(tids[i], NULL);
+    _exit(0);
+}

@@ -38,6 +38,7 @@ CORE_SRC := $(filter-out $(MAINS),$(wildcard src/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 PLUGIN_SRC := $(wildcard tests/plugins/*.c)
+EXAMPLE_SO := $(BUILD)/plugins/example.so
 
 SHM_OBJ  := $(SHM_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -50,7 +51,7 @@ PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
 EXPORTS  := -Wl,--dynamic-list=src/wsjob.sym
 
 .PHONY: all run test unit integration bench bench-ring fuzz install clean deps lint
-all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS)
+all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS) $(EXAMPLE_SO)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -74,6 +75,9 @@ $(BUILD)/tests/bench_ring%: $(BUILD)/tests/bench_ring%.o $(BUILD)/libshm.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(CHECKLIBS)
 
+$(EXAMPLE_SO): src/plugins/example.c include/wsjob.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
 $(BUILD)/plugins/%.so: tests/plugins/%.c include/wsjob.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<

@@ -37,6 +37,7 @@ struct child {
     uint16_t first_wid, nwids;
     uint8_t  cls;
     int64_t  started_ns;
+    uint64_t jobs_at_start;  /* jobs_done of its first worker slot at fork */
     int      backoff_ms;
     struct event *respawn_ev;
 };
@@ -76,6 +77,7 @@ static int spawn(struct child *c)
     }
     c->pid = pid;
     c->started_ns = monotonic_ns();
+    c->jobs_at_start = atomic_load(&pipeline_worker(s->p, c->first_wid)->jobs_done);
     log_debug("started %s (pid %d)", c->cls == CLASS_CPU ? "cpu worker" : "io worker", (int)pid);
     return 0;
 }
@@ -154,13 +156,15 @@ static void child_died(struct supervisor *s, struct child *c, int status)
     else
         log_warn("%s", msg);
     int64_t lived_ms = (monotonic_ns() - c->started_ns) / 1000000;
+    int did_work = atomic_load(&pipeline_worker(s->p, c->first_wid)->jobs_done) != c->jobs_at_start;
     recover(s, c);
     c->pid = 0;
     if (s->stopping)
         return;
-    /* A child that keeps dying young waits longer each time, so a poison
-     * configuration cannot turn the front into a fork loop. */
-    if (!clean && lived_ms < YOUNG_DEATH_MS)
+    /* A child that keeps dying young without finishing a job waits longer
+     * each time, so a broken plug-in or a poison job cannot turn the front
+     * into a fork loop; one that was doing useful work comes back at once. */
+    if (!clean && lived_ms < YOUNG_DEATH_MS && !did_work)
         c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : BACKOFF_MIN_MS;
     else
         c->backoff_ms = 0;

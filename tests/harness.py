@@ -1,0 +1,152 @@
+"""Starts the real wsjobd on a loopback port and talks to it.
+
+Integration tests import this module; it only uses Debian's Python
+(/usr/bin/python3) and python3-websockets.
+"""
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import websockets
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("WSJOBD_BUILD", os.path.join(ROOT, "build"))
+WSJOBD = os.environ.get("WSJOBD_BIN", os.path.join(BUILD, "wsjobd"))
+WSJOB = os.environ.get("WSJOB_BIN", os.path.join(BUILD, "wsjob"))
+PLUGINS = os.path.join(BUILD, "plugins")
+
+PORT_RE = re.compile(rb"\(port (\d+)\)")
+
+
+class Daemon:
+    """One wsjobd process bound to 127.0.0.1 on a port the kernel picks."""
+
+    def __init__(self, *args, cpu_workers=2, io_threads=16, env=None):
+        self.args = ["--listen", "127.0.0.1:0", "--cpu-workers", str(cpu_workers),
+                     "--io-threads", str(io_threads), *args]
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.log = b""
+
+    def start(self, timeout=10):
+        self.proc = subprocess.Popen([WSJOBD, *self.args], stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, env=self.env)
+        # Drain stderr all the time: a full pipe would block the daemon's log
+        # writes, and with them its event loop.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = PORT_RE.search(self.log)
+            if m and b"ready" in self.log:
+                self.port = int(m.group(1))
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError("wsjobd exited %d: %s" % (self.proc.returncode, self.log.decode()))
+            time.sleep(0.02)
+        raise RuntimeError("wsjobd did not get ready: " + self.log.decode())
+
+    def _drain(self):
+        for line in iter(self.proc.stderr.readline, b""):
+            self.log += line
+        self.proc.stderr.close()
+
+    def logs(self):
+        return self.log.decode(errors="replace")
+
+    @property
+    def url(self):
+        return "ws://127.0.0.1:%d" % self.port
+
+    def http(self, path, timeout=5):
+        """GET path; returns (status, body bytes)."""
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.port, path))
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def stats(self):
+        status, body = self.http("/stats")
+        assert status == 200, status
+        return json.loads(body)
+
+    def worker_pids(self, cls="cpu"):
+        return sorted({w["pid"] for w in self.stats()["workers"] if w["class"] == cls and w["pid"]})
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=20):
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def run(coro, timeout=120):
+    """Runs one asyncio scenario with an overall bound."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def jobs_conn(d, **kw):
+    return await websockets.connect(d.url + "/jobs", max_size=None, ping_interval=None, **kw)
+
+
+def submit_msg(id, type, input=None, **extra):
+    m = {"op": "submit", "id": id, "type": type}
+    if input is not None:
+        m["input"] = input
+    m.update(extra)
+    return json.dumps(m)
+
+
+async def collect(ws, ids, timeout=60):
+    """Reads events until every id in ids has its final event.  Returns
+    {id: [events...]} and asserts no id gets two final events."""
+    want = set(ids)
+    got = {i: [] for i in ids}
+    finals = {}
+    deadline = time.time() + timeout
+    while want:
+        left = deadline - time.time()
+        if left <= 0:
+            raise AssertionError("no final event for %s" % sorted(want)[:10])
+        ev = json.loads(await asyncio.wait_for(ws.recv(), left))
+        i = ev.get("id")
+        got.setdefault(i, []).append(ev)
+        if ev.get("event") in ("done", "error"):
+            assert i not in finals, "two final events for %r: %r then %r" % (i, finals[i], ev)
+            finals[i] = ev
+            want.discard(i)
+    return got, finals
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p

@@ -32,9 +32,14 @@
 #define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
 #define OUT_HIGH_WATER (4u << 20)        /* stop reading a client whose output piles up */
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
+#define LINGER_MS      1000
 #define PINGS_UNANSWERED_MAX 2
 
-enum phase { PH_HTTP, PH_WS, PH_CLOSING };
+/* PH_LINGER: our last bytes are written and our side shut down; the peer's
+ * unread bytes are read and dropped until it closes, because closing a
+ * socket with unread input makes the kernel send RST, which can destroy the
+ * response before the peer reads it (the 400/431 would never be seen). */
+enum phase { PH_HTTP, PH_WS, PH_CLOSING, PH_LINGER };
 
 struct conn {
     struct front *f;
@@ -109,13 +114,27 @@ static void send_raw(struct conn *c, const void *data, size_t len)
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
 }
 
+static void linger(struct conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (c->tls || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        conn_free(c);
+        return;
+    }
+    c->close_after_flush = 0;
+    c->phase = PH_LINGER;
+    c->paused = c->out_paused = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    set_timer(c, LINGER_MS);
+}
+
 static void close_when_flushed(struct conn *c)
 {
     c->close_after_flush = 1;
     c->phase = PH_CLOSING;
     bufferevent_disable(c->bev, EV_READ);
-    if (conn_out_pending(c) == 0)
-        conn_free(c);
+    if (conn_out_pending(c) == 0 && !c->in_read)
+        linger(c);
 }
 
 void conn_close(struct conn *c, uint16_t code, const char *reason)
@@ -236,6 +255,8 @@ static void read_ws(struct conn *c)
     c->in_read = 0;
     if (c->doomed)
         conn_free(c);
+    else if (c->close_after_flush && conn_out_pending(c) == 0)
+        linger(c);
 }
 
 /* ---- HTTP ---------------------------------------------------------------- */
@@ -389,6 +410,11 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (c->phase == PH_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
     if (c->phase == PH_HTTP)
         read_http(c);
     else
@@ -400,7 +426,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     (void)bev;
     if (c->close_after_flush) {
-        conn_free(c);
+        linger(c);
         return;
     }
     if (c->out_paused) {

@@ -18,6 +18,8 @@
 
 #define MAX_LISTENERS 64
 #define EMFILE_PAUSE_MS 100
+#define LINGER_MAX      1024   /* refused sockets draining at once */
+#define LINGER_MS       500
 
 struct listeners {
     struct front *f;
@@ -26,20 +28,67 @@ struct listeners {
     size_t n;
     struct event *resume_ev;   /* re-enables accepting after EMFILE */
     int port;
+    unsigned lingering;
 };
+
+/* A refused socket: its request is read and dropped until the peer closes
+ * or LINGER_MS pass, so the 503 is not destroyed by an RST (closing with
+ * unread input resets the connection). */
+struct refused {
+    struct listeners *ls;
+    struct event *ev;
+    int fd;
+};
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct refused *l = arg;
+    char buf[4096];
+    if (what & EV_READ) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+            return;
+    }
+    event_free(l->ev);
+    close(l->fd);
+    l->ls->lingering--;
+    free(l);
+}
+
+static void linger_close(struct listeners *ls, int fd)
+{
+    struct refused *l = ls->lingering < LINGER_MAX ? calloc(1, sizeof *l) : NULL;
+    if (!l || shutdown(fd, SHUT_WR) < 0) {
+        free(l);
+        close(fd);
+        return;
+    }
+    l->ls = ls;
+    l->fd = fd;
+    l->ev = event_new(ls->f->base, fd, EV_READ | EV_PERSIST, linger_cb, l);
+    struct timeval tv = { 0, LINGER_MS * 1000 };
+    if (!l->ev || event_add(l->ev, &tv) < 0) {
+        if (l->ev)
+            event_free(l->ev);
+        free(l);
+        close(fd);
+        return;
+    }
+    ls->lingering++;
+}
 
 static const char busy_503[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-    "Content-Length: 19\r\nConnection: close\r\n\r\ntoo many connections";
+    "Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 
 /* Over --max-connections: a short answer written straight to the fresh
  * socket (its send buffer is empty, so this cannot block) and close. */
-static void refuse(struct front *f, evutil_socket_t fd)
+static void refuse(struct listeners *ls, evutil_socket_t fd)
 {
-    f->conns.rejected_total++;
-    ssize_t n = send(fd, busy_503, sizeof busy_503 - 2, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ls->f->conns.rejected_total++;
+    ssize_t n = send(fd, busy_503, sizeof busy_503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     (void)n;
-    close(fd);
+    linger_close(ls, fd);
 }
 
 static void accept_cb(struct evconnlistener *el, evutil_socket_t fd,
@@ -52,7 +101,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd,
         if (ls->l[i] == el)
             tls = ls->tls[i];
     if (f->conns.open >= f->cfg->max_connections) {
-        refuse(f, fd);
+        refuse(ls, fd);
         return;
     }
     f->conns.accepted_total++;

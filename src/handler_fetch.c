@@ -25,6 +25,7 @@
  * and about once a second while it waits; the deadline is the transfer's
  * own timeout. */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -104,44 +105,55 @@ static int entry_allows(const char *entry, const char *host, const char *port,
     return strcmp(eport, "*") == 0 || strcmp(eport, port) == 0;
 }
 
+/* Scheme, host and port of the URL, from libcurl; curl_free'd. */
+struct target {
+    char *scheme, *host, *port;
+};
+
+static void target_free(struct target *t)
+{
+    curl_free(t->scheme);
+    curl_free(t->host);
+    curl_free(t->port);
+}
+
+static int target_get(CURLU *url, struct target *t)
+{
+    if (curl_url_get(url, CURLUPART_SCHEME, &t->scheme, 0) != CURLUE_OK ||
+        curl_url_get(url, CURLUPART_HOST, &t->host, 0) != CURLUE_OK ||
+        curl_url_get(url, CURLUPART_PORT, &t->port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+        return -1;
+    return 0;
+}
+
+static int target_allowed(wsjob_ctx *ctx, const struct target *t)
+{
+    int https = strcasecmp(t->scheme, "https") == 0;
+    if (!https && strcasecmp(t->scheme, "http") != 0)
+        return wsjob_fail(ctx, WSJOB_E_BAD_REQUEST,
+                          "\"url\" must be http:// or https://");
+    char host[HOST_MAX];
+    if (bare_host(t->host, strlen(t->host), host) != 0)
+        return wsjob_fail(ctx, WSJOB_E_BAD_REQUEST, "\"url\" has a bad host");
+    int default_port = strcmp(t->port, https ? "443" : "80") == 0;
+    const char *entry = wsjob_option(ctx, "fetch-allow", 0);
+    if (!entry)
+        return wsjob_fail(ctx, WSJOB_E_FORBIDDEN, "fetch is disabled (no --fetch-allow)");
+    for (unsigned i = 1; entry; entry = wsjob_option(ctx, "fetch-allow", i++))
+        if (entry_allows(entry, host, t->port, default_port))
+            return WSJOB_OK;
+    return wsjob_fail(ctx, WSJOB_E_FORBIDDEN, "%s port %s is not in --fetch-allow",
+                      host, t->port);
+}
+
 /* Checks the parsed URL against --fetch-allow; records the failure. */
 static int check_allowed(wsjob_ctx *ctx, CURLU *url)
 {
-    char *scheme = NULL, *rawhost = NULL, *port = NULL;
-    int rc = WSJOB_ERR;
-    if (curl_url_get(url, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_HOST, &rawhost, 0) != CURLUE_OK ||
-        curl_url_get(url, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK) {
-        wsjob_fail(ctx, WSJOB_E_BAD_REQUEST, "\"url\" needs a scheme and a host");
-        goto out;
-    }
-    int https = strcasecmp(scheme, "https") == 0;
-    if (!https && strcasecmp(scheme, "http") != 0) {
-        wsjob_fail(ctx, WSJOB_E_BAD_REQUEST, "\"url\" must be http:// or https://");
-        goto out;
-    }
-    char host[HOST_MAX];
-    if (bare_host(rawhost, strlen(rawhost), host) != 0) {
-        wsjob_fail(ctx, WSJOB_E_BAD_REQUEST, "\"url\" has a bad host");
-        goto out;
-    }
-    int default_port = strcmp(port, https ? "443" : "80") == 0;
-    const char *entry = wsjob_option(ctx, "fetch-allow", 0);
-    if (!entry) {
-        wsjob_fail(ctx, WSJOB_E_FORBIDDEN, "fetch is disabled (no --fetch-allow)");
-        goto out;
-    }
-    for (unsigned i = 1; entry; entry = wsjob_option(ctx, "fetch-allow", i++)) {
-        if (entry_allows(entry, host, port, default_port)) {
-            rc = WSJOB_OK;
-            goto out;
-        }
-    }
-    wsjob_fail(ctx, WSJOB_E_FORBIDDEN, "%s port %s is not in --fetch-allow", host, port);
-out:
-    curl_free(scheme);
-    curl_free(rawhost);
-    curl_free(port);
+    struct target t = { 0 };
+    int rc = target_get(url, &t) == 0
+        ? target_allowed(ctx, &t)
+        : wsjob_fail(ctx, WSJOB_E_BAD_REQUEST, "\"url\" needs a scheme and a host");
+    target_free(&t);
     return rc;
 }
 
@@ -272,6 +284,8 @@ static int read_args(wsjob_ctx *ctx, CURLU *url, size_t *max)
     if (!obj)
         return WSJOB_ERR;
     size_t limit = wsjob_max_output(ctx);
+    if (limit > INT64_MAX)
+        limit = INT64_MAX;
     int64_t def = FETCH_DEFAULT_MAX < (int64_t)limit ? FETCH_DEFAULT_MAX : (int64_t)limit;
     const char *text;
     size_t len;

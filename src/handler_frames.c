@@ -13,7 +13,8 @@
  * The picture is a grid of at most GRID x GRID square cells whatever W and
  * H are, so work and size per frame stay bounded; cells of one colour merge
  * into horizontal runs, drawn as one <path> per colour.  That keeps a frame
- * at 320 x 240 to about 20 KB. */
+ * at 320 x 240 to 25 KB on average, 45 KB at most, and under 80 KB at any
+ * size, against a default --max-message of 1 MiB. */
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>

@@ -9,8 +9,10 @@
  * x86-64 CPUs with the SHA extensions it runs on them directly, keeping the
  * state in registers and turning it into hex with a few byte shuffles; the
  * hex never goes through memory.  Elsewhere the loop calls mbedTLS.  The
- * unit test checks the fast loop against a chain computed with mbedTLS alone. */
+ * unit test checks the fast loop against a chain computed with mbedTLS
+ * alone. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -180,16 +182,32 @@ SHANI static int chain_sha_ni(unsigned char digest[32], uint32_t rounds)
     return WSJOB_OK;
 }
 
-static chain_fn pick_chain(void)
+static chain_fn detect_chain(void)
 {
     return have_sha_ni() ? chain_sha_ni : chain_mbedtls;
 }
 #else
-static chain_fn pick_chain(void)
+static chain_fn detect_chain(void)
 {
     return chain_mbedtls;
 }
 #endif
+
+/* CPUID is slow under a hypervisor (it traps), so ask once a process. */
+static pthread_once_t chain_once = PTHREAD_ONCE_INIT;
+static chain_fn chain_best;
+
+static void pick_once(void)
+{
+    chain_best = detect_chain();
+}
+
+static chain_fn pick_chain(void)
+{
+    if (pthread_once(&chain_once, pick_once) != 0 || !chain_best)
+        return chain_mbedtls;
+    return chain_best;
+}
 
 /* h_1 .. h_rounds, polling for cancel between batches. */
 static int run_chain(wsjob_ctx *ctx, unsigned char digest[32], uint64_t rounds)

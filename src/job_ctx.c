@@ -194,13 +194,27 @@ static void post_error(wsjob_ctx *ctx, enum job_error code, const char *msg)
     reply_post(ctx->p, ctx->wid, &r, msg, strlen(msg));
 }
 
+/* A handler that stops because wsjob_cancelled() said so cannot tell a
+ * cancel from its deadline; the slot can. */
+static enum job_error stop_reason(const wsjob_ctx *ctx)
+{
+    uint32_t why = atomic_load_explicit(&ctx->job->cancel, memory_order_relaxed);
+    return why == JOB_CANCELLED ? JE_CANCELLED : JE_TIMEOUT;
+}
+
 static void post_final(wsjob_ctx *ctx, int rc, int64_t started_ns)
 {
+    if (ctx->err == JE_CANCELLED) {
+        ctx->err = stop_reason(ctx);
+        if (ctx->err == JE_TIMEOUT)
+            snprintf(ctx->errmsg, sizeof ctx->errmsg, "job deadline passed");
+    }
     if (rc != WSJOB_OK || ctx->err != JE_NONE) {
         if (ctx->err == JE_NONE) {
-            ctx->err = wsjob_cancelled(ctx) ? JE_CANCELLED : JE_HANDLER_ERROR;
+            ctx->err = wsjob_cancelled(ctx) ? stop_reason(ctx) : JE_HANDLER_ERROR;
             snprintf(ctx->errmsg, sizeof ctx->errmsg, "%s",
-                     ctx->err == JE_CANCELLED ? "cancelled" : "handler failed");
+                     ctx->err == JE_CANCELLED ? "cancelled" :
+                     ctx->err == JE_TIMEOUT ? "job deadline passed" : "handler failed");
         }
         post_error(ctx, ctx->err, ctx->errmsg);
         return;

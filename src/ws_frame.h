@@ -27,8 +27,10 @@
  *  - Pointers given to callbacks are valid only during the call.
  *  - A callback returning non-zero makes feed return at once, having
  *    consumed the frame that triggered it (backpressure: stop reading).
- *  - After a close frame, on_close is called and every later feed consumes
- *    and discards all it is given (RFC 6455 §5.5.1: nothing after Close).
+ *  - After a close frame, on_close is called; the rest of that input, and
+ *    all input to every later feed, is consumed and discarded (RFC 6455
+ *    §5.5.1: nothing is read after Close).
+ *  - Callbacks must not free or re-initialise the reader.
  *  - On a protocol violation feed returns -1, and keeps returning -1;
  *    ws_reader_fail_code() and ws_reader_fail_reason() say what to send in
  *    the closing frame (RFC 6455 §7.1.7 "Fail the WebSocket Connection"),
@@ -140,7 +142,7 @@ struct ws_reader_ops {
 };
 
 /* The fields are private to ws_frame.c; the struct is public only so that a
- * connection can embed it.  It is 88 bytes on LP64. */
+ * connection can embed it.  It is 80 bytes on LP64. */
 struct ws_reader {
     const struct ws_reader_ops *ops;
     void       *ctx;

@@ -12,7 +12,7 @@ passed=0 failed=0 broken=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
-wanted() { [ -z "${TESTS:-}" ] && return 0; for t in $TESTS; do [ "$t" = "$1" ] && return 0; done; return 1; }
+wanted() { [ -z "${TESTS:-}" ] && return 0; for w in $TESTS; do [ "$w" = "$1" ] && return 0; done; return 1; }
 
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] || continue

@@ -378,7 +378,7 @@ class Crashes(unittest.TestCase):
                         expect[jid] = sha_rounds(data, rounds)
                         await ws.send(submit_msg(jid, "sha256", {"data": data, "rounds": rounds}))
                     elif kind == "mod":
-                        nn, k = rnd.randint(1, 10**6), rnd.randint(1, 2 * 10**6)
+                        nn, k = rnd.randint(1, 10**6), rnd.randint(1, 2 * 10**7)
                         expect[jid] = str(modsum_ref(nn, k))
                         await ws.send(submit_msg(jid, "modsum", {"n": nn, "iterations": k}))
                     else:

@@ -6,6 +6,7 @@
  * (default 5,000,000 each). */
 #include <check.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/prctl.h>

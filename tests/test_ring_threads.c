@@ -5,6 +5,7 @@
  * RING_STRESS_MSGS sets the message count (default 1,000,000). */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 
 #include "ring_layout.h"

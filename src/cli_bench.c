@@ -298,7 +298,7 @@ json_t *bench_json_base(const struct bench_cfg *cfg, const char *name)
 
 void bench_emit(json_t *obj)
 {
-    char *s = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
     if (s)
         printf("%s\n", s);
     else

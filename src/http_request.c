@@ -259,8 +259,12 @@ static int take_status_line(struct cursor *c, struct http_response *resp)
     }
     if (resp->status < 100)
         return HTTP_PARSE_BAD;
-    if (c->p < c->end && *c->p == ' ')
+    if (c->p == c->end)
+        return HTTP_PARSE_INCOMPLETE;
+    if (*c->p == ' ')
         c->p++;
+    else if (*c->p != '\r' && *c->p != '\n')
+        return HTTP_PARSE_BAD;
     const char *start = c->p;
     while (c->p < c->end && is_value_char((unsigned char)*c->p))
         c->p++;

@@ -67,7 +67,12 @@ struct http_response {
  * max_header_bytes (or than INT_MAX) is HTTP_PARSE_TOO_LARGE, reported as
  * soon as len reaches the limit without the head ending, so a caller never
  * buffers more than max_header_bytes.  A syntax error within the bytes seen
- * is reported at once, before the head is complete. */
+ * is reported at once, before the head is complete.
+ *
+ * Each call reads from the start, so a client sending one byte at a time
+ * costs O(n^2) over the head.  A caller bounds that by calling again only
+ * when the new bytes hold a LF (a head can only end at one) or when len has
+ * reached the limit; errors are then found at the end of their line. */
 int http_request_parse(const char *buf, size_t len, size_t max_header_bytes,
                        struct http_request *req);
 

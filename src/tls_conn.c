@@ -57,9 +57,9 @@ struct closing_wire {
     struct closing_wire *prev, *next;
 };
 
-static struct tls_creds *current;   /* what new connections get; one reference */
-static struct closing_wire *lingering;    /* reachable until closed, so nothing leaks */
-static int shutting_down;           /* tls_server_free ran: close at once from now on */
+static struct tls_creds *current;       /* what new connections get; one reference */
+static struct closing_wire *lingering;  /* reachable until closed, so nothing leaks */
+static int shutting_down;               /* tls_server_free ran: close at once from now on */
 
 int tls_server_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
 {
@@ -73,6 +73,7 @@ int tls_server_load(const char *cert_file, const char *key_file, char *err, size
      * until the last of them closes. */
     tls_creds_unref(current);
     current = next;
+    shutting_down = 0;
     return 0;
 }
 

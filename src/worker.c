@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "log.h"
 
 #define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
+#define CPU_WORKER_NICE 10
 
 void worker_detach(struct pipeline *p, pid_t front)
 {
@@ -110,8 +113,22 @@ static void announce(struct pipeline *p, uint16_t wid)
     atomic_store(&w->state, WORKER_IDLE);
 }
 
+/* CPU workers run batch-scheduled at a lower priority, like nginx's
+ * worker_priority turned the other way: when the front wakes (a socket, a
+ * reply, a timer) it should not wait behind a worker's time slice.  The
+ * front only ever does short work, so this costs the workers little. */
+static void lower_priority(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+        log_debug("SCHED_BATCH: %s", strerror(errno));
+    if (setpriority(PRIO_PROCESS, 0, CPU_WORKER_NICE) < 0)
+        log_debug("setpriority: %s", strerror(errno));
+}
+
 _Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct worker_limits *lim)
 {
+    lower_priority();
     char role[32];
     snprintf(role, sizeof role, "cpu-worker %u", wid);
     log_set_role(role);

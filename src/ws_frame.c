@@ -17,6 +17,7 @@
 #include "utf8.h"
 
 static_assert(sizeof(struct ws_reader) <= 128, "a reader is embedded in every connection");
+static_assert(WS_READER_WHOLE_FRAME <= UINT16_MAX, "ws_reader.checked is 16 bits");
 
 enum reader_state {
     RS_FRAMES,       /* at a frame boundary */
@@ -398,24 +399,34 @@ static int whole_frame(struct ws_reader *r, const struct ws_frame_header *h, uin
 
 /* A text frame that is waited for is still checked as far as it has come,
  * without unmasking the caller's bytes (they are not consumed yet): a bad
- * byte fails at once, not when the rest of the frame arrives. */
+ * byte fails at once, not when the rest of the frame arrives.  The caller
+ * presents the same frame again with more bytes after it, so the check
+ * resumes where it stopped: a frame trickled in byte by byte costs O(n),
+ * not O(n^2).  This is only an early verdict; the whole frame is validated
+ * again when it is consumed, so a caller breaking the contract cannot get
+ * invalid text through. */
 static int precheck_text(struct ws_reader *r, const struct ws_frame_header *h,
                          const uint8_t *payload, size_t avail)
 {
     bool text = h->opcode == WS_OP_TEXT || (h->opcode == WS_OP_CONT && r->msg_opcode == WS_OP_TEXT);
     if (!text)
         return STEP_GO;
-    uint32_t st = h->opcode == WS_OP_TEXT ? UTF8_ACCEPT : r->utf8;
+    size_t off = r->checked;
+    uint32_t st = off ? r->checked_utf8 : (h->opcode == WS_OP_TEXT ? UTF8_ACCEPT : r->utf8);
     uint8_t chunk[64];
-    for (size_t off = 0; off < avail && st != UTF8_REJECT; off += sizeof chunk) {
+    while (off < avail && st != UTF8_REJECT) {
         size_t n = avail - off < sizeof chunk ? avail - off : sizeof chunk;
         memcpy(chunk, payload + off, n);
         if (h->masked)
             ws_mask(chunk, n, h->mask, off);
         st = utf8_step(st, chunk, n);
+        off += n;
     }
-    return st == UTF8_REJECT ? fail(r, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message")
-                             : STEP_GO;
+    if (st == UTF8_REJECT)
+        return fail(r, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text message");
+    r->checked = (uint16_t)off;
+    r->checked_utf8 = (uint8_t)st;
+    return STEP_GO;
 }
 
 static void start_stream(struct ws_reader *r, const struct ws_frame_header *h)
@@ -444,11 +455,13 @@ static int next_frame(struct ws_reader *r, uint8_t *p, size_t n, size_t *used)
         return STEP_FAIL;
     size_t avail = n - (size_t)hl;
     if (h.payload_len <= avail) {
+        r->checked = 0;
         *used = (size_t)hl + (size_t)h.payload_len;
         return whole_frame(r, &h, p + hl);
     }
     if (is_control(h.opcode) || (uint64_t)hl + h.payload_len <= WS_READER_WHOLE_FRAME)
         return precheck_text(r, &h, p + hl, avail);
+    r->checked = 0;
     start_stream(r, &h);
     *used = (size_t)hl;
     return STEP_GO;

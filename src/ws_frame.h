@@ -142,7 +142,7 @@ struct ws_reader_ops {
 };
 
 /* The fields are private to ws_frame.c; the struct is public only so that a
- * connection can embed it.  It is 80 bytes on LP64. */
+ * connection can embed it.  It is 88 bytes on LP64. */
 struct ws_reader {
     const struct ws_reader_ops *ops;
     void       *ctx;
@@ -159,6 +159,9 @@ struct ws_reader {
     uint8_t     msg_opcode;    /* WS_OP_TEXT/BINARY while a message is open */
     uint8_t     mask_phase;    /* offset % 4 of the next streamed byte */
     uint8_t     state;         /* private */
+    uint16_t    checked;       /* payload bytes of a waiting text frame
+                                * already found valid ... */
+    uint8_t     checked_utf8;  /* ... and the validator state after them */
 };
 
 void ws_reader_init(struct ws_reader *r, enum ws_role role, uint64_t max_message,

@@ -356,6 +356,10 @@ START_TEST(response_heads)
                      HTTP_PARSE_BAD);
     ck_assert_int_eq(http_response_parse("HTTP/2 200 OK\r\n\r\n", 17, MAX_HEAD, &resp),
                      HTTP_PARSE_BAD);
+    ck_assert_int_eq(http_response_parse("HTTP/1.1 2000 OK\r\n\r\n", 21, MAX_HEAD, &resp),
+                     HTTP_PARSE_BAD);
+    ck_assert_int_eq(http_response_parse("HTTP/1.1 200", 12, MAX_HEAD, &resp),
+                     HTTP_PARSE_INCOMPLETE);
 }
 END_TEST
 

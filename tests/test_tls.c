@@ -143,6 +143,7 @@ struct peer {
     struct event *tick;
     struct srv s[2];
     int client_fd[2];
+    int server_fd[2];               /* owned by the server bufferevents */
     const char *mode;               /* server behaviour: "echo", "bye", "flood" */
     size_t pending_seen;            /* "flood": plaintext still queued while the client slept */
     void (*client)(struct peer *);  /* runs in the client thread */
@@ -153,6 +154,7 @@ struct peer {
 };
 
 #define FLOOD (8u << 20)
+#define LAST_WORDS ((4u << 20) + 40000)
 
 static void srv_read(struct bufferevent *bev, void *arg)
 {
@@ -167,6 +169,12 @@ static void srv_read(struct bufferevent *bev, void *arg)
     evbuffer_drain(in, evbuffer_get_length(in));
     if (strcmp(s->p->mode, "bye") == 0) {
         evbuffer_add(out, "bye", 3);
+        s->p->mode = "closing";
+    } else if (strcmp(s->p->mode, "last words") == 0) {
+        static char block[1 << 16];
+        memset(block, 'w', sizeof block);
+        for (size_t n = 0; n < LAST_WORDS; n += sizeof block)
+            evbuffer_add(out, block, LAST_WORDS - n < sizeof block ? LAST_WORDS - n : sizeof block);
         s->p->mode = "closing";
     } else if (strcmp(s->p->mode, "flood") == 0) {
         static char block[1 << 16];
@@ -225,6 +233,7 @@ static int pair(struct peer *p, int i)
     int sv[2];
     ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     p->client_fd[i] = sv[1];
+    p->server_fd[i] = sv[0];
     return sv[0];
 }
 
@@ -498,6 +507,45 @@ START_TEST(final_answer_then_close_notify_then_close)
 }
 END_TEST
 
+/* A long final answer through small socket buffers: when the server frees
+ * its bufferevent, tens of KiB are still encrypted on the wire and the
+ * socket cannot take them at once, so the wire lingers until they are out;
+ * the client still gets every byte, then close_notify. */
+static void last_words_client(struct peer *p)
+{
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(p->client_fd[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct tls_client_ctx *ctx = trust("ca.pem");
+    struct tls_client *c = dial(ctx, p->client_fd[0], "localhost");
+    send_all(c, "x", 1);
+    static char buf[1 << 16];
+    size_t got = 0;
+    ssize_t n;
+    while ((n = tls_client_recv(c, buf, sizeof buf)) > 0) {
+        got += (size_t)n;
+        if (got < LAST_WORDS / 2)
+            usleep(100);   /* a slow reader: the wire fills */
+    }
+    ck_assert_msg(n == 0, "%s", tls_client_error(c));
+    ck_assert_uint_eq(got, LAST_WORDS);
+    expect_closed(p->client_fd[0]);
+    tls_client_free(c);
+    tls_client_ctx_free(ctx);
+}
+
+START_TEST(long_final_answer_is_flushed_before_close)
+{
+    struct peer p;
+    load("server.pem", "server.key");
+    peer_open(&p, "last words", last_words_client);
+    int small = 4096;
+    ck_assert_int_eq(setsockopt(p.server_fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    peer_run(&p);
+    ck_assert_ptr_null(p.s[0].bev);
+    peer_close(&p);
+}
+END_TEST
+
 static void garbage_client(struct peer *p)
 {
     static const char req[] = "GET /stats HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -654,6 +702,7 @@ static Suite *tls_suite(void)
     tcase_add_test(t, insecure_accepts_any_name);
     tcase_add_test(t, missing_cafile_is_named);
     tcase_add_test(t, final_answer_then_close_notify_then_close);
+    tcase_add_test(t, long_final_answer_is_flushed_before_close);
     tcase_add_test(t, garbage_fails_the_connection);
     tcase_add_test(t, stalled_handshake_is_closed_by_its_owner);
     tcase_add_test(t, unread_output_stays_plaintext);

@@ -515,6 +515,53 @@ START_TEST(bad_utf8_in_partial_frame_fails_at_once)
 }
 END_TEST
 
+/* Byte by byte, as a slow client sends it: the early check resumes where it
+ * stopped and still finds the bad byte the moment it arrives. */
+START_TEST(trickled_text_frame)
+{
+    char text[12000];
+    for (size_t i = 0; i + 1 < sizeof text; i += 2)
+        memcpy(text + i, "\xc3\xa9", 2);
+    struct wire w = { 0 };
+    wire_frame(&w, FIN | WS_OP_TEXT, text, sizeof text, true);
+    struct feeder f = { 0 };
+    for (size_t i = 0; i < w.len; i++)
+        ck_assert_int_eq(feed_piece(&reader, &f, w.p + i, 1), 0);
+    ck_assert_int_eq(rec.n, 1);
+    ck_assert_uint_eq(rec.ev[0].len, sizeof text);
+    free(f.buf);
+    free(w.p);
+
+    text[9001] = 'x';   /* cuts a 2-byte character: C3 'x' */
+    memset(&w, 0, sizeof w);
+    memset(&f, 0, sizeof f);
+    wire_frame(&w, FIN | WS_OP_TEXT, text, sizeof text, true);
+    size_t hl = 4 + 4, i = 0;
+    ssize_t rc = 0;
+    for (; i < w.len && rc == 0; i++)
+        rc = feed_piece(&reader, &f, w.p + i, 1);
+    ck_assert_int_eq(rc, -1);
+    ck_assert_uint_eq(i, hl + 9001 + 1);
+    ck_assert_uint_eq(ws_reader_fail_code(&reader), WS_CLOSE_INVALID_DATA);
+    free(f.buf);
+    free(w.p);
+}
+END_TEST
+
+/* The early check trusts that the caller presents the same frame again; one
+ * that does not still cannot get invalid text through. */
+START_TEST(early_check_is_not_trusted)
+{
+    struct wire good = { 0 }, bad = { 0 };
+    cframe(&good, FIN | WS_OP_TEXT, "all valid text, but only half of it arrives");
+    ck_assert_int_eq(ws_reader_feed(&reader, good.p, good.len - 10), 0);
+    cframe(&bad, FIN | WS_OP_TEXT, "all valid text, but only half of it \xff\xfe\xfd\xfc\xfb\xfa");
+    expect_invalid_data(ws_reader_feed(&reader, bad.p, bad.len));
+    free(good.p);
+    free(bad.p);
+}
+END_TEST
+
 START_TEST(text_ending_inside_sequence_fails)
 {
     struct wire w = { 0 };
@@ -920,6 +967,8 @@ static Suite *frame_suite(void)
     tcase_add_test(tu, bad_utf8_in_first_fragment_fails_at_once);
     tcase_add_test(tu, bad_utf8_in_partial_frame_fails_at_once);
     tcase_add_test(tu, text_ending_inside_sequence_fails);
+    tcase_add_test(tu, trickled_text_frame);
+    tcase_add_test(tu, early_check_is_not_trusted);
     suite_add_tcase(s, tu);
 
     TCase *tcl = tcase_create("close");

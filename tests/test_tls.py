@@ -1,0 +1,398 @@
+"""wss:// end to end: the real daemon on a TLS listener, talked to by Python's
+ssl and websockets and by `openssl s_client`.  Certificates are made fresh
+for the run (tests/certs/make_certs.sh) in a temporary directory."""
+import asyncio
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import unittest
+
+import websockets
+
+from harness import WSJOBD, Daemon, collect, free_port, run, submit_msg
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TLS_PORT_RE = re.compile(r"wss://\S+ \(port (\d+)\)")
+ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+GET_HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+GET_HEALTHZ_CLOSE = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+
+
+def make_certs():
+    d = tempfile.mkdtemp(prefix="test_tls.")
+    subprocess.run(["sh", os.path.join(HERE, "certs", "make_certs.sh"), d], check=True)
+    return d
+
+
+def leaf_der(pem_path):
+    """DER of the first certificate in a PEM chain file."""
+    with open(pem_path) as f:
+        pem = f.read()
+    first = pem[:pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+    return ssl.PEM_cert_to_DER_cert(first)
+
+
+def fingerprint(der):
+    return hashlib.sha256(der).hexdigest()
+
+
+def read_response(s):
+    """One HTTP/1.1 response with Content-Length from socket s: (status, body)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("closed before the response head: %r" % buf)
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    n = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    while len(body) < n:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("closed inside the body")
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body[:n]
+
+
+def closed_within(s, seconds):
+    """True when the peer closes s (EOF or reset) within seconds."""
+    s.settimeout(seconds)
+    try:
+        while s.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+class TlsDaemon(Daemon):
+    """A daemon with a plain listener and a TLS one, both on kernel-picked
+    ports, serving copies of the test certificate (so a test may rotate
+    them)."""
+
+    def __init__(self, certs, *args, **kw):
+        self.dir = tempfile.mkdtemp(prefix="test_tls.run.")
+        self.cert = os.path.join(self.dir, "cert.pem")
+        self.key = os.path.join(self.dir, "key.pem")
+        shutil.copy(os.path.join(certs, "server.pem"), self.cert)
+        shutil.copy(os.path.join(certs, "server.key"), self.key)
+        # Port 0 twice counts as the same listener to the config check, so
+        # the TLS port is picked here.
+        super().__init__("--tls-listen", "127.0.0.1:%d" % free_port(), "--tls-cert", self.cert,
+                         "--tls-key", self.key, *args, **kw)
+        self.tls_port = None
+
+    def start(self, timeout=10):
+        super().start(timeout)
+        self.tls_port = int(TLS_PORT_RE.search(self.logs()).group(1))
+        return self
+
+    def stop(self, timeout=20):
+        rc = super().stop(timeout)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        # Under ASan/UBSan a report is a failure even when every answer was right.
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            if marker in self.logs():
+                raise AssertionError("sanitizer report:\n" + self.logs())
+        if rc != 0:
+            raise AssertionError("wsjobd exited %s:\n%s" % (rc, self.logs()))
+        return rc
+
+    def install(self, certs, name):
+        """Writes certs/NAME.pem and .key over the files the daemon reads."""
+        shutil.copy(os.path.join(certs, name + ".pem"), self.cert + ".new")
+        shutil.copy(os.path.join(certs, name + ".key"), self.key + ".new")
+        os.replace(self.cert + ".new", self.cert)
+        os.replace(self.key + ".new", self.key)
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = make_certs()
+        cls.d = TlsDaemon(cls.certs, "--max-message", "8M", cpu_workers=2, io_threads=4).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def context(self):
+        ctx = ssl.create_default_context(cafile=os.path.join(self.certs, "ca.pem"))
+        return ctx
+
+    def tls_socket(self, host="localhost"):
+        raw = socket.create_connection(("127.0.0.1", self.d.tls_port), timeout=5)
+        return self.context().wrap_socket(raw, server_hostname=host)
+
+    def s_client(self, *args, data=b"", timeout=10):
+        return subprocess.run(
+            ["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.tls_port, *args],
+            input=data, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+
+    # ---- the same service over TLS ------------------------------------------
+
+    def test_job_over_wss(self):
+        async def scenario():
+            url = "wss://localhost:%d/jobs" % self.d.tls_port
+            async with websockets.connect(url, ssl=self.context(), ping_interval=None) as ws:
+                await ws.send(submit_msg("a", "sha256", {"data": "abc", "rounds": 1}))
+                _, finals = await collect(ws, ["a"])
+                return finals["a"]
+        final = run(scenario())
+        self.assertEqual(final["event"], "done", final)
+        self.assertEqual(final["output"], ABC_SHA256)
+
+    def test_large_messages_echo_over_wss(self):
+        """Frames far larger than a TLS record, both ways, on /run/echo."""
+        payload = os.urandom(3 << 20)
+
+        async def scenario():
+            url = "wss://127.0.0.1:%d/run/echo" % self.d.tls_port
+            async with websockets.connect(url, ssl=self.context(), max_size=None,
+                                          ping_interval=None) as ws:
+                for _ in range(3):
+                    await ws.send(payload)
+                return [await ws.recv() for _ in range(3)]
+        for back in run(scenario()):
+            self.assertEqual(back, payload)
+
+    def test_too_large_message_gets_1009_over_wss(self):
+        async def scenario():
+            url = "wss://localhost:%d/run/echo" % self.d.tls_port
+            async with websockets.connect(url, ssl=self.context(), max_size=None,
+                                          ping_interval=None) as ws:
+                await ws.send(b"x" * (9 << 20))
+                with self.assertRaises(websockets.ConnectionClosedError) as cm:
+                    await ws.recv()
+                return cm.exception.rcvd
+        rcvd = run(scenario())
+        self.assertIsNotNone(rcvd, "no close frame came back")
+        self.assertEqual(rcvd.code, 1009)
+
+    def test_stats_over_tls(self):
+        with self.tls_socket() as s:
+            s.sendall(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            status, body = read_response(s)
+            self.assertEqual(status, 200)
+            stats = json.loads(body)
+            self.assertGreaterEqual(stats["connections"]["tls_open"], 1)
+            self.assertEqual(s.version(), "TLSv1.2")
+            self.assertTrue(closed_within(s, 5), "Connection: close was not honoured")
+
+    def test_keepalive_requests_over_tls(self):
+        with self.tls_socket("127.0.0.1") as s:
+            for _ in range(5):
+                s.sendall(GET_HEALTHZ)
+                self.assertEqual(read_response(s)[0], 200)
+
+    def test_openssl_s_client_speaks_http(self):
+        r = self.s_client("-tls1_2", "-CAfile", os.path.join(self.certs, "ca.pem"),
+                          "-servername", "localhost", "-verify_return_error", "-quiet",
+                          data=GET_HEALTHZ_CLOSE)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn(b"HTTP/1.1 200 OK", r.stdout)
+
+    # ---- what is refused ------------------------------------------------------
+
+    def test_old_protocols_are_refused(self):
+        for version in ("-tls1_1", "-tls1"):
+            r = self.s_client(version, "-cipher", "DEFAULT@SECLEVEL=0")
+            self.assertIn(b"alert protocol version", r.stdout, version)
+
+    def test_tls13_only_client_is_refused(self):
+        r = self.s_client("-tls1_3")
+        self.assertIn(b"Cipher is (NONE)", r.stdout)
+
+    def test_non_aead_or_non_ecdhe_suites_are_refused(self):
+        for suite in ("ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-AES256-SHA", "AES128-GCM-SHA256"):
+            r = self.s_client("-tls1_2", "-cipher", suite)
+            self.assertIn(b"alert handshake failure", r.stdout, suite)
+            self.assertIn(b"Cipher is (NONE)", r.stdout, suite)
+
+    def test_every_aead_suite_works(self):
+        for suite in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                      "ECDHE-ECDSA-CHACHA20-POLY1305"):
+            r = self.s_client("-tls1_2", "-cipher", suite, "-quiet", data=GET_HEALTHZ_CLOSE)
+            self.assertIn(b"HTTP/1.1 200 OK", r.stdout, suite)
+
+    def test_renegotiation_is_refused(self):
+        p = subprocess.Popen(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.d.tls_port,
+                              "-tls1_2"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
+        time.sleep(0.5)   # past the handshake
+        p.stdin.write(b"R\n")   # s_client's "renegotiate" command
+        p.stdin.flush()
+        try:
+            out = p.communicate(timeout=5)[0]
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out = p.communicate()[0]
+            self.fail("renegotiation was not refused:\n%s" % out.decode(errors="replace"))
+        self.assertIn(b"RENEGOTIATING", out)
+        self.assertIn(b"no renegotiation", out)
+
+    def test_garbage_closes_that_connection_only(self):
+        async def plain_job():
+            async with websockets.connect(self.d.url + "/run/echo", ping_interval=None) as ws:
+                await ws.send("still here")
+                return await ws.recv()
+
+        with self.tls_socket() as good:
+            for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096),
+                         b"\x16\x03\x03\x00\x05\x01\x00\x00\x01\x00"):
+                s = socket.create_connection(("127.0.0.1", self.d.tls_port), timeout=5)
+                s.sendall(junk)
+                self.assertTrue(closed_within(s, 3), "garbage %r was not closed" % junk[:16])
+                s.close()
+            self.assertEqual(run(plain_job()), "still here")
+            good.sendall(GET_HEALTHZ)   # the TLS connection opened before: untouched
+            self.assertEqual(read_response(good)[0], 200)
+
+    def test_tls_connections_are_counted_and_released(self):
+        socks = [self.tls_socket() for _ in range(3)]
+        for s in socks:   # handshake done, so the front has them all
+            s.sendall(GET_HEALTHZ)
+            read_response(s)
+        self.assertGreaterEqual(self.d.stats()["connections"]["tls_open"], 3)
+        for s in socks:
+            s.close()
+        deadline = time.time() + 5
+        while self.d.stats()["connections"]["tls_open"] > 0 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(self.d.stats()["connections"]["tls_open"], 0)
+
+
+class HandshakeTimeout(unittest.TestCase):
+    """conn.c's --handshake-timeout covers a TLS handshake that stalls."""
+
+    def test_stalled_handshakes_are_cut(self):
+        certs = make_certs()
+        d = TlsDaemon(certs, "--handshake-timeout", "300", cpu_workers=1, io_threads=1).start()
+        try:
+            silent = socket.create_connection(("127.0.0.1", d.tls_port), timeout=5)
+            half = socket.create_connection(("127.0.0.1", d.tls_port), timeout=5)
+            half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")   # a ClientHello cut short
+            t0 = time.time()
+            self.assertTrue(closed_within(silent, 3))
+            self.assertTrue(closed_within(half, 3))
+            self.assertLess(time.time() - t0, 2.5)
+            silent.close()
+            half.close()
+        finally:
+            d.stop()
+            shutil.rmtree(certs, ignore_errors=True)
+
+
+class Rotation(unittest.TestCase):
+    def test_sighup_serves_the_new_certificate_to_new_connections(self):
+        certs = make_certs()
+        d = TlsDaemon(certs, cpu_workers=1, io_threads=1).start()
+        try:
+            ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+
+            def connect():
+                raw = socket.create_connection(("127.0.0.1", d.tls_port), timeout=5)
+                return ctx.wrap_socket(raw, server_hostname="localhost")
+
+            first = fingerprint(leaf_der(os.path.join(certs, "server.pem")))
+            second = fingerprint(leaf_der(os.path.join(certs, "server2.pem")))
+            old = connect()
+            self.assertEqual(fingerprint(old.getpeercert(binary_form=True)), first)
+
+            d.install(certs, "server2")
+            d.signal(signal.SIGHUP)
+            self.wait_for_log(d, "tls: certificate", 2)
+            new = connect()
+            self.assertEqual(fingerprint(new.getpeercert(binary_form=True)), second)
+            for s in (new, old):   # the old connection keeps working on its certificate
+                s.sendall(GET_HEALTHZ)
+                self.assertEqual(read_response(s)[0], 200)
+            new.close()
+
+            # A broken file on the next reload: refused, the pair in use stays.
+            with open(d.cert, "w") as f:
+                f.write("not a certificate\n")
+            d.signal(signal.SIGHUP)
+            self.wait_for_log(d, "TLS certificate not reloaded", 1)
+            self.assertIn(d.cert, d.logs())
+            again = connect()
+            self.assertEqual(fingerprint(again.getpeercert(binary_form=True)), second)
+            again.close()
+            old.sendall(GET_HEALTHZ)
+            self.assertEqual(read_response(old)[0], 200)
+            old.close()
+        finally:
+            d.stop()
+            shutil.rmtree(certs, ignore_errors=True)
+
+    def wait_for_log(self, d, text, count):
+        deadline = time.time() + 5
+        while d.logs().count(text) < count:
+            self.assertLess(time.time(), deadline, "no %r in the log:\n%s" % (text, d.logs()))
+            time.sleep(0.02)
+
+
+class BadCertificateAtStartup(unittest.TestCase):
+    """Nothing half-starts: exit 2 and one line naming the file."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = make_certs()
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def start(self, cert, key):
+        r = subprocess.run([WSJOBD, "--listen", "127.0.0.1:0",
+                            "--tls-listen", "127.0.0.1:%d" % free_port(),
+                            "--tls-cert", cert, "--tls-key", key, "--cpu-workers", "1",
+                            "--io-threads", "1"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        return r.returncode, r.stderr.decode()
+
+    def path(self, name):
+        return os.path.join(self.certs, name)
+
+    def test_garbage_certificate(self):
+        junk = self.path("junk.pem")
+        with open(junk, "w") as f:
+            f.write("garbage\n")
+        rc, err = self.start(junk, self.path("server.key"))
+        self.assertEqual(rc, 2, err)
+        self.assertIn("wsjobd: --tls-cert: %s: no PEM certificate in the file" % junk, err)
+
+    def test_corrupt_pem_certificate(self):
+        bad = self.path("bad.pem")
+        with open(bad, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+        rc, err = self.start(bad, self.path("server.key"))
+        self.assertEqual(rc, 2, err)
+        self.assertIn("wsjobd: --tls-cert: %s: X509 - " % bad, err)
+
+    def test_key_of_another_certificate(self):
+        rc, err = self.start(self.path("server.pem"), self.path("other.key"))
+        self.assertEqual(rc, 2, err)
+        self.assertIn("%s: the key does not match the certificate in %s"
+                      % (self.path("other.key"), self.path("server.pem")), err)
+
+    def test_missing_certificate(self):
+        rc, err = self.start(self.path("missing.pem"), self.path("server.key"))
+        self.assertEqual(rc, 2, err)
+        self.assertIn(self.path("missing.pem"), err)
+
+
+if __name__ == "__main__":
+    unittest.main()

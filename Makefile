@@ -117,7 +117,8 @@ install: all
 	install -m 755 $(BUILD)/wsjobd $(BUILD)/wsjob $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/wsjob.h $(DESTDIR)$(PREFIX)/include/
 	for m in man/*.[1-8]; do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
-	install -m 644 scripts/wsjobd.service scripts/wsjobd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	sed 's|@BINDIR@|$(PREFIX)/bin|' scripts/wsjobd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/wsjobd.service
+	install -m 644 scripts/wsjobd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 clean:
 	rm -rf build build-* 

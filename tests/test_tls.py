@@ -180,6 +180,19 @@ class Tls(unittest.TestCase):
         self.assertIsNotNone(rcvd, "no close frame came back")
         self.assertEqual(rcvd.code, 1009)
 
+    def test_backpressure_over_wss_keeps_order(self):
+        """More messages than --max-inflight at once: the front stops reading
+        the TLS socket and resumes, and nothing is lost or reordered."""
+        n = 3000
+
+        async def scenario():
+            url = "wss://localhost:%d/run/echo" % self.d.tls_port
+            async with websockets.connect(url, ssl=self.context(), ping_interval=None) as ws:
+                for i in range(n):
+                    await ws.send("m%d" % i)
+                return [await asyncio.wait_for(ws.recv(), 30) for _ in range(n)]
+        self.assertEqual(run(scenario()), ["m%d" % i for i in range(n)])
+
     def test_stats_over_tls(self):
         with self.tls_socket() as s:
             s.sendall(b"GET /stats HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
@@ -291,6 +304,31 @@ class HandshakeTimeout(unittest.TestCase):
             half.close()
         finally:
             d.stop()
+            shutil.rmtree(certs, ignore_errors=True)
+
+
+class Shutdown(unittest.TestCase):
+    def test_sigterm_closes_wss_with_1001(self):
+        certs = make_certs()
+        d = TlsDaemon(certs, cpu_workers=1, io_threads=1).start()
+        ctx = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+
+        async def scenario():
+            url = "wss://localhost:%d/jobs" % d.tls_port
+            async with websockets.connect(url, ssl=ctx, ping_interval=None) as ws:
+                await ws.send(submit_msg("a", "echo", "x"))
+                await collect(ws, ["a"])
+                d.signal(signal.SIGTERM)
+                with self.assertRaises(websockets.ConnectionClosed) as cm:
+                    await asyncio.wait_for(ws.recv(), 10)
+                return cm.exception.rcvd
+        try:
+            rcvd = run(scenario())
+            self.assertIsNotNone(rcvd, "no close frame came back")
+            self.assertEqual(rcvd.code, 1001)
+            d.proc.wait(20)
+        finally:
+            self.assertEqual(d.stop(), 0)
             shutil.rmtree(certs, ignore_errors=True)
 
 

@@ -64,6 +64,7 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.reader.join(timeout=5)
+        self.proc.stderr.close()
         return self.proc.returncode
 
 

@@ -1,0 +1,262 @@
+#!/bin/bash
+# bench.sh — `make bench`: every benchmark of the project in one run, a
+# few minutes on a small machine.  Starts its own daemons on loopback ports
+# the kernel picks, stops them, prints one JSON line per figure as it goes
+# and a table at the end.  Exit status 1 if any case failed.
+#
+#   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
+#   BENCH_SECONDS=10 BENCH_THREADS=1      longer throughput runs, client threads
+set -u
+
+BUILD=${BUILD:-build}
+WSJOBD=$BUILD/wsjobd
+WSJOB=$BUILD/wsjob
+SECS=${BENCH_SECONDS:-10}
+THREADS=${BENCH_THREADS:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+LONG_MODSUM='{"n":1,"iterations":100000000000}'
+
+work=$(mktemp -d)
+results=$work/results
+: >"$results"
+failed=0
+pids=""
+
+cleanup() {
+    for p in $pids; do kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+for b in "$WSJOBD" "$WSJOB"; do
+    [ -x "$b" ] || { say "$b is missing: run make first"; exit 2; }
+done
+
+# 10,000 client sockets and as many in the daemon: raise the descriptor
+# limit for both (as far as the hard limit allows without privileges).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# ---- daemons ----------------------------------------------------------------
+
+# start_daemon ARGS...: sets DPID and URL.
+start_daemon() {
+    local log=$work/wsjobd.$$.$RANDOM.log i
+    "$WSJOBD" --listen 127.0.0.1:0 --max-connections $((IDLE_CONNS + 100)) "$@" \
+        </dev/null >/dev/null 2>"$log" &
+    DPID=$!
+    pids="$pids $DPID"
+    for i in $(seq 100); do
+        if grep -q ready "$log" && grep -q '(port [0-9]*)' "$log"; then
+            URL=ws://127.0.0.1:$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
+            return 0
+        fi
+        kill -0 "$DPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    say "wsjobd $* did not start:"; cat "$log" >&2
+    exit 1
+}
+
+stop_daemon() {
+    kill -TERM "$DPID" 2>/dev/null
+    wait "$DPID" 2>/dev/null
+}
+
+# ---- running a case -----------------------------------------------------------
+
+# bench LABEL ARGS...: one `wsjob bench`; its JSON line goes to stdout and
+# to the results, its human summary to the log (shown when it fails).
+bench() {
+    local label=$1 out rc
+    shift
+    say "$label"
+    out=$("$WSJOB" --url "$URL" bench --label "$label" -t "$THREADS" "$@" 2>"$work/last.err")
+    rc=$?
+    [ -n "$out" ] && printf '%s\n' "$out" | tee -a "$results"
+    if [ $rc -ne 0 ]; then
+        failed=1
+        say "FAILED ($rc): $label"; cat "$work/last.err" >&2
+    fi
+    return $rc
+}
+
+# busy_cpu_workers: how many CPU workers are running a job right now.
+busy_cpu_workers() {
+    "$WSJOB" --url "$URL" stats --json 2>/dev/null | grep -o '"class":"cpu","state":"busy"' | wc -l
+}
+
+cpu_workers() {
+    "$WSJOB" --url "$URL" stats --json 2>/dev/null | grep -o '"class":"cpu"' | wc -l
+}
+
+# ---- the cases --------------------------------------------------------------------
+
+ring_case() {
+    local b=$BUILD/tests/bench_ring
+    if [ ! -x "$b" ]; then
+        say "ring: $b not built, skipped"
+        return
+    fi
+    say "ring: $b"
+    if ! timeout 120 "$b" | grep '^{' | tee -a "$results"; then
+        failed=1
+        say "FAILED: $b"
+    fi
+}
+
+echo_cases() {
+    bench "echo 64B 50x16" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+    bench "echo 64B 1x1" --raw echo --size 64 -c 1 -p 1 -d 5 --warmup 0.5
+}
+
+yardstick_case() {
+    local echo_bin=$BUILD/tests/bench_tcp_echo line port
+    if [ ! -x "$echo_bin" ]; then
+        say "yardstick: $echo_bin not built, skipped"
+        return
+    fi
+    "$echo_bin" 0 300 >"$work/echo.port" &
+    local epid=$!
+    pids="$pids $epid"
+    for i in $(seq 50); do grep -q port "$work/echo.port" && break; sleep 0.1; done
+    port=$(sed -n 's/^port //p' "$work/echo.port")
+    URL=ws://127.0.0.1:$port bench "tcp echo 64B 50x16" --tcp-echo --size 64 -c 50 -p 16 \
+        -d "$SECS" --warmup 1
+    kill -TERM "$epid"
+    wait "$epid" 2>/dev/null
+}
+
+sha_cases() {
+    local one x2000
+    one=$("$WSJOB" --url "$URL" submit sha256 '{"data":"x","rounds":1}')
+    bench "sha256 r1 json 50x16" --type sha256 --input '{"data":"x","rounds":1}' \
+        --expect "$one" -c 50 -p 16 -d 5 --warmup 1
+}
+
+scaling_cases() {
+    local w expect
+    for w in 1 2; do
+        start_daemon --cpu-workers "$w"
+        expect=$("$WSJOB" --url "$URL" submit sha256 '{"data":"x","rounds":2000}')
+        bench "sha256 r2000 ${w}w" --type sha256 --input '{"data":"x","rounds":2000}' \
+            --expect "$expect" -c 8 -p 8 -d 5 --warmup 1
+        stop_daemon
+    done
+}
+
+sleep_cases() {
+    bench "10 sleeps 1s" --type sleep --input '{"ms":1000}' --expect "slept 1000" -c 10 -p 1 -n 10
+    stop_daemon
+    start_daemon --io-threads 100
+    bench "100 sleeps 1s" --type sleep --input '{"ms":1000}' --expect "slept 1000" -c 100 -p 1 -n 100
+    stop_daemon
+}
+
+ping_cases() {
+    local n i p busy spids=""
+    bench "ping idle" --ping --rate 100 -d 3
+    n=$(cpu_workers)
+    for i in $(seq "$n"); do
+        "$WSJOB" --url "$URL" submit modsum "$LONG_MODSUM" >/dev/null 2>&1 &
+        spids="$spids $!"
+    done
+    pids="$pids $spids"
+    for i in $(seq 50); do
+        busy=$(busy_cpu_workers)
+        [ "$busy" -ge "$n" ] && break
+        sleep 0.1
+    done
+    bench "ping cpu saturated" --ping --rate 100 -d 5
+    busy=$(busy_cpu_workers)
+    [ "$busy" -ge "$n" ] || say "warning: only $busy of $n CPU workers were busy at the end"
+    # Ctrl-C for each: wsjob cancels its job and waits for the answer.
+    for p in $spids; do kill -INT "$p" 2>/dev/null; done
+    for i in $(seq 100); do
+        busy=0
+        for p in $spids; do kill -0 "$p" 2>/dev/null && busy=1; done
+        [ $busy -eq 0 ] && break
+        sleep 0.1
+    done
+    for p in $spids; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+}
+
+idle_case() {
+    start_daemon --log-level warn
+    sleep 0.5
+    bench "$IDLE_CONNS idle websockets" --idle "$IDLE_CONNS" --pid "$DPID"
+    stop_daemon
+}
+
+# ---- the table ----------------------------------------------------------------------
+
+field() {   # field NAME < json line
+    sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+
+line_of() {
+    grep -F "\"case\":\"$1\"" "$results" | tail -1
+}
+
+row() {
+    printf '%-34s %s\n' "$1" "$2"
+}
+
+latency_row() {   # latency_row LABEL CASE
+    local l
+    l=$(line_of "$2")
+    [ -n "$l" ] || { row "$1" "(no result)"; return; }
+    row "$1" "$(printf '%s' "$l" | field jobs_per_s) jobs/s  p50 $(printf '%s' "$l" | field p50_us) us  p99 $(printf '%s' "$l" | field p99_us) us  p99.9 $(printf '%s' "$l" | field p999_us) us  max $(printf '%s' "$l" | field max_us) us"
+}
+
+table() {
+    local l a b
+    echo
+    row "CASE" "FIGURES"
+    grep -E '"bench":"(ring|wake)"' "$results" | while read -r l; do
+        row "shm $(printf '%s' "$l" | field bench)" "$(printf '%s' "$l" | tr -d '{}"' | cut -c1-110)"
+    done
+    latency_row "echo /run/echo 64B, 50 x 16" "echo 64B 50x16"
+    latency_row "echo /run/echo 64B, 1 x 1" "echo 64B 1x1"
+    latency_row "tcp echo yardstick 64B, 50 x 16" "tcp echo 64B 50x16"
+    a=$(line_of "echo 64B 50x16" | field jobs_per_s)
+    b=$(line_of "tcp echo 64B 50x16" | field jobs_per_s)
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$b" -gt 0 ]; then
+        row "  pipeline vs loopback limit" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
+    fi
+    latency_row "sha256 r=1 /jobs, 50 x 16" "sha256 r1 json 50x16"
+    latency_row "sha256 r=2000, 1 cpu worker" "sha256 r2000 1w"
+    latency_row "sha256 r=2000, 2 cpu workers" "sha256 r2000 2w"
+    a=$(line_of "sha256 r2000 1w" | field jobs_per_s)
+    b=$(line_of "sha256 r2000 2w" | field jobs_per_s)
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -gt 0 ]; then
+        row "  scaling 1 -> 2 workers" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "x%.2f", b / a }')"
+    fi
+    for l in "10 sleeps 1s|10 x sleep 1 s (16 io threads)" "100 sleeps 1s|100 x sleep 1 s (100 io threads)"; do
+        a=$(line_of "${l%%|*}" | field seconds)
+        row "${l#*|}" "${a:-?} s until all done"
+    done
+    for l in "ping idle|ping rtt, idle" "ping cpu saturated|ping rtt, every cpu worker busy"; do
+        a=$(line_of "${l%%|*}")
+        row "${l#*|}" "p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us"
+    done
+    a=$(line_of "$IDLE_CONNS idle websockets")
+    row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
+}
+
+started=$(date +%s)
+ring_case
+start_daemon
+echo_cases
+sha_cases
+ping_cases
+sleep_cases          # stops the first daemon, runs one with 100 io threads
+yardstick_case
+scaling_cases
+idle_case
+table
+say "done in $(( $(date +%s) - started )) s"
+exit $failed

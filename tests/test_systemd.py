@@ -1,0 +1,227 @@
+"""systemd integration: units, sd_notify, watchdog, socket activation,
+reload and the shutdown sequence."""
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import websockets
+
+from harness import ROOT, WSJOBD, Daemon, collect, free_port, jobs_conn, run, submit_msg
+
+
+def alive(pid):
+    """True while pid runs (a zombie waiting for its new parent to reap it
+    has ended)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class NotifySocket:
+    """A stand-in for systemd's notification socket."""
+
+    def __init__(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.path = os.path.join(self.dir.name, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.msgs = []
+
+    def wait_for(self, text, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for i, m in enumerate(self.msgs):
+                if text in m:
+                    del self.msgs[:i + 1]
+                    return m
+            try:
+                self.msgs.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass
+        raise AssertionError("no %r from the daemon; got %r" % (text, self.msgs))
+
+    def close(self):
+        self.sock.close()
+        self.dir.cleanup()
+
+
+class Units(unittest.TestCase):
+    def test_units_pass_systemd_analyze_verify(self):
+        tool = shutil.which("systemd-analyze")
+        self.assertIsNotNone(tool)
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(ROOT, "scripts", "wsjobd.service")) as f:
+                unit = f.read().replace("@BINDIR@", os.path.dirname(os.path.abspath(WSJOBD)))
+            with open(os.path.join(tmp, "wsjobd.service"), "w") as f:
+                f.write(unit)
+            shutil.copy(os.path.join(ROOT, "scripts", "wsjobd.socket"), tmp)
+            p = subprocess.run([tool, "verify", "--man=no", os.path.join(tmp, "wsjobd.service"),
+                                os.path.join(tmp, "wsjobd.socket")], capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stderr.strip(), b"")
+            for key in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "DynamicUser=yes",
+                        "RestrictAddressFamilies=", "LimitNOFILE=", "Type=notify", "WatchdogSec="):
+                self.assertIn(key, unit)
+
+
+class Notify(unittest.TestCase):
+    def test_ready_status_watchdog_reloading_stopping(self):
+        ns = NotifySocket()
+        env = dict(os.environ, NOTIFY_SOCKET=ns.path, WATCHDOG_USEC="200000")
+        d = Daemon(env=env)
+        try:
+            d.start()
+            ns.wait_for("READY=1")
+            ns.wait_for("STATUS=")
+            t0 = time.time()
+            ns.wait_for("WATCHDOG=1")
+            ns.wait_for("WATCHDOG=1")
+            ns.wait_for("WATCHDOG=1")
+            # half the watchdog interval apart: three in well under a second
+            self.assertLess(time.time() - t0, 1.0)
+            d.signal(signal.SIGHUP)
+            ns.wait_for("RELOADING=1")
+            ns.wait_for("READY=1")
+            d.signal(signal.SIGTERM)
+            ns.wait_for("STOPPING=1")
+            self.assertEqual(d.proc.wait(10), 0)
+        finally:
+            d.stop()
+            ns.close()
+
+
+class SocketActivation(unittest.TestCase):
+    def test_jobs_flow_through_an_inherited_socket(self):
+        tool = shutil.which("systemd-socket-activate")
+        self.assertIsNotNone(tool)
+        port = free_port()
+        p = subprocess.Popen([tool, "-l", "127.0.0.1:%d" % port, WSJOBD, "--cpu-workers", "1",
+                              "--io-threads", "2"], stderr=subprocess.PIPE)
+        try:
+            async def go():
+                for _ in range(100):
+                    try:
+                        ws = await websockets.connect("ws://127.0.0.1:%d/jobs" % port, open_timeout=10)
+                        break
+                    except OSError:
+                        await asyncio.sleep(0.05)
+                await ws.send(submit_msg("a", "sha256", {"data": "abc", "rounds": 1}))
+                _, finals = await collect(ws, ["a"], timeout=10)
+                self.assertEqual(finals["a"]["output"],
+                                 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+                await ws.close()
+            run(go())
+        finally:
+            p.send_signal(signal.SIGTERM)
+            out = p.communicate(timeout=20)[1]
+        self.assertEqual(p.returncode, 0)
+        self.assertIn(b"activated socket", out)
+
+
+class Reload(unittest.TestCase):
+    def test_sighup_applies_a_good_file_and_refuses_a_bad_one(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = os.path.join(tmp, "wsjobd.conf")
+            with open(conf, "w") as f:
+                f.write("job-timeout = 200\n")
+            with Daemon("-c", conf, cpu_workers=1) as d:
+                async def timed(id):
+                    ws = await jobs_conn(d)
+                    t0 = time.monotonic()
+                    await ws.send(submit_msg(id, "sleep", {"ms": 1500}))
+                    _, finals = await collect(ws, [id], timeout=10)
+                    await ws.close()
+                    return finals[id], time.monotonic() - t0
+                ev, took = run(timed("a"))
+                self.assertEqual(ev["code"], "timeout")
+                self.assertLess(took, 1.0)
+                with open(conf, "w") as f:
+                    f.write("job-timeout = 5000\n")
+                d.signal(signal.SIGHUP)
+                time.sleep(0.5)
+                ev, took = run(timed("b"))
+                self.assertEqual(ev["event"], "done")
+                with open(conf, "w") as f:
+                    f.write("job-timeout = 200\nno-such-key = 1\n")
+                d.signal(signal.SIGHUP)
+                time.sleep(0.5)
+                self.assertIn("reload refused", d.logs())
+                self.assertIn("%s:2" % conf, d.logs())
+                ev, took = run(timed("c"))
+                self.assertEqual(ev["event"], "done")   # still 5000 ms
+
+
+class Shutdown(unittest.TestCase):
+    def test_sigterm_drains_refuses_and_closes_1001(self):
+        d = Daemon("--shutdown-timeout", "5000").start()
+        try:
+            async def go():
+                ws = await jobs_conn(d)
+                for i in range(5):
+                    await ws.send(submit_msg("s%d" % i, "sleep", {"ms": 700}))
+                await asyncio.sleep(0.2)
+                d.signal(signal.SIGTERM)
+                await asyncio.sleep(0.2)
+                # the listener is closed at once
+                with self.assertRaises(OSError):
+                    socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
+                await ws.send(submit_msg("late", "echo", "x"))
+                _, finals = await collect(ws, ["late"] + ["s%d" % i for i in range(5)], timeout=10)
+                self.assertEqual(finals["late"]["code"], "shutting_down")
+                for i in range(5):
+                    self.assertEqual(finals["s%d" % i]["output"], "slept 700")
+                with self.assertRaises(websockets.ConnectionClosed) as cm:
+                    await asyncio.wait_for(ws.recv(), 5)
+                self.assertEqual(cm.exception.rcvd.code, 1001)
+            run(go())
+            self.assertEqual(d.proc.wait(10), 0)
+        finally:
+            d.stop()
+
+    def test_workers_die_with_a_killed_front(self):
+        d = Daemon(cpu_workers=2, io_threads=2).start()
+        workers = d.worker_pids("cpu") + d.worker_pids("io")
+        self.assertEqual(len(workers), 3)
+        d.proc.kill()
+        d.proc.wait(10)
+        time.sleep(0.5)
+        self.assertEqual([p for p in workers if alive(p)], [])
+
+    def test_jobs_past_the_shutdown_timeout_are_answered_shutting_down(self):
+        d = Daemon("--shutdown-timeout", "300", cpu_workers=1).start()
+        workers = []
+        shm_before = set(os.listdir("/dev/shm"))
+        try:
+            async def go():
+                ws = await jobs_conn(d)
+                await ws.send(submit_msg("m", "modsum", {"n": 1, "iterations": 100000000000}))
+                await asyncio.sleep(0.2)
+                workers.extend(d.worker_pids("cpu") + d.worker_pids("io"))
+                t0 = time.monotonic()
+                d.signal(signal.SIGTERM)
+                _, finals = await collect(ws, ["m"], timeout=10)
+                self.assertEqual(finals["m"]["code"], "shutting_down")
+                self.assertLess(time.monotonic() - t0, 3)
+            run(go())
+            self.assertEqual(d.proc.wait(10), 0)
+            # no worker outlives the daemon, and nothing is left in /dev/shm
+            self.assertEqual(len(workers), 2)   # one cpu worker, the io process
+            time.sleep(0.3)
+            self.assertEqual([p for p in workers if alive(p)], [])
+            self.assertEqual(set(os.listdir("/dev/shm")) - shm_before, set())
+        finally:
+            d.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()

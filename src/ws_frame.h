@@ -18,7 +18,11 @@
  *    WS_READER_WHOLE_FRAME contiguous bytes when that many are buffered.
  *  - A larger frame is consumed as it arrives: its payload is copied into a
  *    buffer the reader owns, so a 64 MiB message never needs 64 MiB of
- *    contiguous input.  Every byte of input is examined once.
+ *    contiguous input.  Work stays linear in the input however it is cut:
+ *    a waiting frame is not re-parsed from its start on every call.
+ *  - Text is checked for UTF-8 as it arrives, also inside a frame that is
+ *    still waiting, so a bad byte fails the connection when it is received
+ *    (RFC 6455 §8.1), not when its frame or message ends.
  *  - A single-frame message wholly in the caller's buffer is delivered
  *    zero-copy: on_message points into that buffer.  A fragmented message,
  *    or one consumed piece by piece, is delivered from the reader's buffer,

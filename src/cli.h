@@ -44,9 +44,13 @@ enum { CLI_OPT_URL = 0x100, CLI_OPT_TOKEN, CLI_OPT_CAFILE, CLI_OPT_INSECURE, CLI
 /* Takes a common option getopt_long returned: true when it was one. */
 bool cli_common_option(struct cli_opts *o, int opt, const char *arg);
 
-/* Parses o->url.  wss:// is refused for now with a clear message.  Prints
- * "wsjob: ..." and returns -1 on failure. */
+/* Parses o->url.  Prints "wsjob: ..." and returns -1 on failure. */
 int cli_url(const struct cli_opts *o, struct ws_url *u);
+
+/* The trust for a wss:// URL from --cafile / --insecure (tls_client.h);
+ * *ctx stays NULL for ws://.  Free with tls_client_ctx_free().  0, or -1
+ * after printing why. */
+int cli_tls(const struct cli_opts *o, const struct ws_url *u, struct tls_client_ctx **ctx);
 
 /* The request-target to use: the URL's own path when it has one beyond
  * "/", else dflt ("/jobs"). */
@@ -57,11 +61,12 @@ const char *cli_target(const struct ws_url *u, const char *dflt);
  * control character, which would split the header. */
 int cli_auth_header(const struct cli_opts *o, char *buf, size_t cap);
 
-/* A job's input as the JSON value to send: an object, array or number
- * when the text is one, else the text as a JSON string (NULL when it is not
- * UTF-8: then send it as input_b64).  A new reference. */
+/* A job's input as submit sends it: *key is "input" with an object, array
+ * or number when the text is one, else with the text as a JSON string; or
+ * "input_b64" with base64 of the bytes when b64 is asked for or they are not
+ * UTF-8.  A new reference, or NULL when out of memory. */
 struct json_t;
-struct json_t *cli_input_value(const uint8_t *text, size_t len);
+struct json_t *cli_input(const uint8_t *bytes, size_t len, bool b64, const char **key);
 
 /* "wsjob: " + message + newline on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

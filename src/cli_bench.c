@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli_bench.h"
+#include "tls_client.h"
 #include "utf8.h"
 
 #define N_CAP_SECONDS 600   /* -n without -d: give up after this long */
@@ -40,37 +41,55 @@ static const struct option opts[] = {
 /* What the command line said, before it is turned into a bench_cfg. */
 struct bench_args {
     const char *raw, *type, *input, *expect;
-    bool ping, tcp, has_d, size_set;
+    bool ping, tcp, has_d;
     uint64_t idle;
 };
 
+/* Options with a number: 0 taken, -1 bad value (said), 1 not one of them. */
 static int take_number(int opt, const char *arg, struct bench_cfg *cfg, struct bench_args *a)
 {
-    uint64_t v;
+    uint64_t v = 0;
+    int rc = 0;
     switch (opt) {
-    case 'c': if (cli_parse_u64("-c", arg, 1, 100000, &v)) return -1; cfg->conns = (unsigned)v; return 0;
-    case 'p': if (cli_parse_u64("-p", arg, 1, 65536, &v)) return -1; cfg->depth = (unsigned)v; return 0;
-    case 't': if (cli_parse_u64("-t", arg, 1, 256, &v)) return -1; cfg->threads = (unsigned)v; return 0;
-    case 'n': return cli_parse_u64("-n", arg, 1, UINT64_MAX / 2, &cfg->total);
-    case 'd': a->has_d = true; return cli_parse_seconds("-d", arg, &cfg->seconds);
-    case OPT_WARMUP: return cli_parse_seconds("--warmup", arg, &cfg->warmup);
-    case OPT_HOLD: return cli_parse_seconds("--hold", arg, &cfg->hold);
+    case 'n':
+        return cli_parse_u64("-n", arg, 1, UINT64_MAX / 2, &cfg->total);
+    case OPT_IDLE:
+        return cli_parse_u64("--idle", arg, 1, 1000000, &a->idle);
+    case 'd':
+        a->has_d = true;
+        return cli_parse_seconds("-d", arg, &cfg->seconds);
+    case OPT_WARMUP:
+        return cli_parse_seconds("--warmup", arg, &cfg->warmup);
+    case OPT_HOLD:
+        return cli_parse_seconds("--hold", arg, &cfg->hold);
+    case 'c':
+        rc = cli_parse_u64("-c", arg, 1, 100000, &v);
+        cfg->conns = (unsigned)v;
+        break;
+    case 'p':
+        rc = cli_parse_u64("-p", arg, 1, 65536, &v);
+        cfg->depth = (unsigned)v;
+        break;
+    case 't':
+        rc = cli_parse_u64("-t", arg, 1, 256, &v);
+        cfg->threads = (unsigned)v;
+        break;
     case OPT_SIZE:
-        a->size_set = true;
-        if (cli_parse_u64("--size", arg, 1, 64u << 20, &v)) return -1;
+        rc = cli_parse_u64("--size", arg, 1, 64u << 20, &v);
         cfg->size = (size_t)v;
-        return 0;
+        break;
     case OPT_RATE:
-        if (cli_parse_u64("--rate", arg, 1, 100000, &v)) return -1;
+        rc = cli_parse_u64("--rate", arg, 1, 100000, &v);
         cfg->rate = (double)v;
-        return 0;
-    case OPT_IDLE: return cli_parse_u64("--idle", arg, 1, 1000000, &a->idle);
+        break;
     case OPT_PID:
-        if (cli_parse_u64("--pid", arg, 1, 1u << 22, &v)) return -1;
+        rc = cli_parse_u64("--pid", arg, 1, 1u << 22, &v);
         cfg->pid = (long)v;
-        return 0;
-    default: return 1;
+        break;
+    default:
+        return 1;
     }
+    return rc;
 }
 
 /* 0 parsed, CLI_HELP, or CLI_USAGE. */
@@ -121,15 +140,16 @@ static uint8_t *copy_bytes(const char *s, size_t *len)
 /* ,"type":T[,"input":V]} — what follows the id in every submit. */
 static int json_tail(struct bench_cfg *cfg, const char *input)
 {
+    const char *key = "";
     json_t *t = json_string(cfg->type);
-    json_t *v = input ? cli_input_value((const uint8_t *)input, strlen(input)) : NULL;
+    json_t *v = input ? cli_input((const uint8_t *)input, strlen(input), false, &key) : NULL;
     char *ts = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
     char *vs = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
     size_t cap = (ts ? strlen(ts) : 0) + (vs ? strlen(vs) : 0) + 32;
     int rc = -1;
     if (ts && (vs || !input) && (cfg->json_tail = malloc(cap))) {
-        int n = snprintf(cfg->json_tail, cap, ",\"type\":%s%s%s}", ts,
-                         vs ? ",\"input\":" : "", vs ? vs : "");
+        int n = snprintf(cfg->json_tail, cap, ",\"type\":%s%s%s%s%s}", ts, vs ? ",\"" : "",
+                         key, vs ? "\":" : "", vs ? vs : "");
         cfg->json_tail_len = (size_t)n;
         rc = 0;
     }
@@ -147,7 +167,7 @@ static int configure_jobs(struct bench_cfg *cfg, const struct bench_args *a)
     cfg->has_expect = a->expect != NULL;
     if (cfg->mode == BENCH_JSON) {
         if (json_tail(cfg, a->input) < 0) {
-            cli_error("--type and --input must be UTF-8");
+            cli_error("--type must be UTF-8");
             return -1;
         }
         cfg->frame_max = WS_MAX_HEADER + 64 + cfg->json_tail_len;
@@ -198,11 +218,18 @@ static int choose_mode(struct bench_cfg *cfg, const struct bench_args *a)
     return 0;
 }
 
+/* CLI_OK, or the exit status after saying why. */
 static int configure_target(const struct cli_opts *o, struct bench_cfg *cfg)
 {
     char why[256], path[300];
     if (cli_url(o, &cfg->url) < 0 || cli_auth_header(o, cfg->extra, sizeof cfg->extra) < 0)
-        return -1;
+        return CLI_USAGE;
+    if (cfg->mode == BENCH_TCP && cfg->url.tls) {
+        cli_error("--tcp-echo speaks plain TCP: give a ws:// URL");
+        return CLI_USAGE;
+    }
+    if (cli_tls(o, &cfg->url, &cfg->tls) < 0)
+        return CLI_FAIL;
     snprintf(path, sizeof path, "/run/%s", cfg->type);
     const char *dflt = cfg->mode == BENCH_RAW ? path
                      : cfg->mode == BENCH_IDLE ? "/run/echo" : "/jobs";
@@ -210,10 +237,10 @@ static int configure_target(const struct cli_opts *o, struct bench_cfg *cfg)
     int fd = ws_url_resolve(&cfg->url, 5000, &cfg->addr, &cfg->addrlen, why, sizeof why);
     if (fd < 0) {
         cli_error("%s", why);
-        return -1;
+        return CLI_FAIL;
     }
     close(fd);
-    return 0;
+    return CLI_OK;
 }
 
 /* Many connections need many descriptors: take what the hard limit allows. */
@@ -228,6 +255,7 @@ static void raise_fd_limit(void)
 
 static void cfg_free(struct bench_cfg *cfg)
 {
+    tls_client_ctx_free(cfg->tls);
     free(cfg->message);
     free(cfg->json_tail);
     free(cfg->expect);
@@ -323,7 +351,7 @@ static int report(const struct bench_cfg *cfg, const struct bench_stats *t, doub
 {
     double secs = cfg->total ? elapsed : cfg->seconds;
     uint64_t jobs = cfg->total ? t->replies : t->measured;
-    uint64_t broken = t->wrong + t->unexpected + t->missing + t->conn_failed;
+    uint64_t broken = t->wrong + t->unexpected + t->missing;
     uint64_t unsent = cfg->total > t->replies + t->missing ? cfg->total - t->replies - t->missing : 0;
     double rate = secs > 0 ? (double)jobs / secs : 0;
     const struct histogram *h = &t->lat_us;
@@ -358,10 +386,10 @@ static int report(const struct bench_cfg *cfg, const struct bench_stats *t, doub
     set_u64(o, "job_errors", t->job_errors);
     set_u64(o, "errors", broken + t->job_errors + unsent);
     bench_emit(o);
-    if (unsent && !broken)
+    if (unsent && !broken && !t->conn_failed)
         cli_error("only %llu of %llu jobs were answered in %.0f s",
                   (unsigned long long)t->replies, (unsigned long long)cfg->total, cfg->seconds);
-    if (broken || unsent || (t->job_errors && !cfg->allow_errors)) {
+    if (broken || unsent || t->conn_failed || (t->job_errors && !cfg->allow_errors)) {
         cli_error("FAILED: replies missing, wrong, out of order, or jobs failed");
         return CLI_FAIL;
     }
@@ -400,9 +428,10 @@ int cli_bench(struct cli_opts *o, int argc, char **argv)
     if (choose_mode(&cfg, &a) < 0)
         return CLI_USAGE;
     raise_fd_limit();
-    if (configure_jobs(&cfg, &a) < 0 || configure_target(o, &cfg) < 0) {
+    rc = configure_jobs(&cfg, &a) < 0 ? CLI_USAGE : configure_target(o, &cfg);
+    if (rc != CLI_OK) {
         cfg_free(&cfg);
-        return CLI_FAIL;
+        return rc;
     }
     if (cfg.mode == BENCH_PING)
         rc = bench_ping(&cfg);

@@ -2,7 +2,8 @@
  *
  *   cli_bench.c        options, threads, the report
  *   cli_bench_loop.c   one thread: an epoll loop over many non-blocking
- *                      connections (connect, upgrade, read, write, close)
+ *                      connections, in phases (connect, run, close)
+ *   cli_bench_conn.c   one connection: connect, upgrade, read, write, close
  *   cli_bench_jobs.c   what a job is in each mode: the frames sent and the
  *                      check of every reply
  *   cli_bench_json.c   the fields of a JSON reply, read in place
@@ -40,6 +41,7 @@ struct bench_cfg {
     struct ws_url   url;
     struct sockaddr_storage addr;   /* resolved once, used by every connect */
     socklen_t       addrlen;
+    struct tls_client_ctx *tls;     /* wss:// trust (owned), or NULL */
     char            target[1024];   /* request-target of the upgrade */
     char            extra[1024];    /* extra header lines (Authorization) */
     const char     *type;
@@ -101,7 +103,9 @@ enum bconn_state { BC_IDLE, BC_CONNECTING, BC_UPGRADING, BC_OPEN, BC_CLOSING, BC
 /* One connection of a thread. */
 struct bconn {
     struct bench_worker *w;
-    int       fd;
+    struct ws_stream s;             /* TCP, or TLS for wss:// */
+    size_t    tls_stuck;            /* bytes of a TLS send that said EAGAIN:
+                                     * offered again, as they were */
     uint8_t   state;                /* enum bconn_state */
     bool      polling_out;          /* EPOLLOUT is registered */
     uint32_t  id;                   /* connection number, for messages */
@@ -168,6 +172,13 @@ int  bench_scan_reply(const char *p, size_t n, struct bench_reply *r);
 /* Decodes string contents into out (cap bytes).  Length, or -1 when
  * malformed or longer than cap. */
 long bench_unescape(const char *p, size_t n, uint8_t *out, size_t cap);
+
+/* cli_bench_conn.c: a connection's steps, called from the loop. */
+void bench_conn_start(struct bconn *c);                  /* connect */
+void bench_conn_event(struct bconn *c, uint32_t events); /* epoll said */
+int  bench_conn_flush(struct bconn *c);                  /* write out; -1 failed */
+void bench_conn_goodbye(struct bconn *c);                /* close frame */
+void bench_conn_finish(struct bconn *c);                 /* close the socket */
 
 /* cli_bench_loop.c: the thread body (a pthread start routine). */
 void *bench_worker_main(void *arg);

@@ -62,7 +62,9 @@ static void report(const struct bench_cfg *cfg, const struct mem_snapshot *b,
     double n = cfg->conns;
     double per_conn = b->rss_kb >= 0 && a->rss_kb >= 0 ? (double)(a->rss_kb - b->rss_kb) * 1024 / n : -1;
     double slab_sock = (double)(a->slab_kb - b->slab_kb) * 1024 / (2 * n);
-    double buf_sock = (double)(a->tcp_mem - b->tcp_mem) * 4096 / (2 * n);
+    /* System-wide counters: other sockets on the host move them too, so a
+     * small negative difference is noise around the idle sockets' zero. */
+    double buf_sock = a->tcp_mem > b->tcp_mem ? (double)(a->tcp_mem - b->tcp_mem) * 4096 / (2 * n) : 0;
     fprintf(stderr, "bench idle: %u connections up in %.2f s\n", cfg->conns, connect_s);
     if (per_conn >= 0)
         fprintf(stderr, "  process %ld: VmRSS %ld -> %ld kB: %.0f bytes per connection\n",

@@ -147,6 +147,10 @@ unsigned bench_jobs_fill(struct bconn *c)
     unsigned n = 0;
     if (w->stopping || c->state != BC_OPEN)
         return 0;
+    /* TLS holds a record of the unsent bytes and wants them offered again
+     * where they are: leave the buffer alone until they are gone. */
+    if (c->s.tls && c->out_off < c->out_len)
+        return 0;
     /* Written bytes are dropped first, so out only ever holds frames of
      * jobs in flight: depth of them fit, by the size of out. */
     if (c->out_off) {

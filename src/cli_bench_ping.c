@@ -73,7 +73,8 @@ int bench_ping(const struct bench_cfg *cfg)
     uint64_t count = cfg->total ? cfg->total : (uint64_t)(cfg->seconds * cfg->rate);
     if (count == 0)
         count = 1;
-    struct ws_client *c = ws_client_open(&cfg->url, cfg->target, cfg->extra, 10000, why, sizeof why);
+    struct ws_client *c = ws_client_open(&cfg->url, cfg->target, cfg->extra, cfg->tls, 10000,
+                                         why, sizeof why);
     if (!c) {
         cli_error("%s", why);
         return CLI_FAIL;

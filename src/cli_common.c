@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <mbedtls/base64.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "tls_client.h"
 #include "utf8.h"
 
 void cli_error(const char *fmt, ...)
@@ -40,10 +42,18 @@ int cli_url(const struct cli_opts *o, struct ws_url *u)
         cli_error("%s", why);
         return -1;
     }
-    /* TLS for the client arrives with the TLS layer; until then say so
-     * plainly rather than fail inside a handshake. */
-    if (u->tls) {
-        cli_error("wss:// is not supported yet");
+    return 0;
+}
+
+int cli_tls(const struct cli_opts *o, const struct ws_url *u, struct tls_client_ctx **ctx)
+{
+    char why[320];
+    *ctx = NULL;
+    if (!u->tls)
+        return 0;
+    *ctx = tls_client_ctx_new(o->cafile, o->insecure, why, sizeof why);
+    if (!*ctx) {
+        cli_error("wss://: %s", why);
         return -1;
     }
     return 0;
@@ -109,13 +119,26 @@ int64_t cli_now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-json_t *cli_input_value(const uint8_t *text, size_t len)
+static json_t *b64_string(const uint8_t *data, size_t len)
 {
-    if (!utf8_valid(text, len))
-        return NULL;
-    json_t *v = json_loadb((const char *)text, len, JSON_DECODE_ANY, NULL);
+    size_t olen = 0, cap = (len + 2) / 3 * 4 + 1;
+    unsigned char *out = malloc(cap);
+    json_t *s = NULL;
+    if (out && mbedtls_base64_encode(out, cap, &olen, data, len) == 0)
+        s = json_stringn((const char *)out, olen);
+    free(out);
+    return s;
+}
+
+json_t *cli_input(const uint8_t *bytes, size_t len, bool b64, const char **key)
+{
+    *key = "input_b64";
+    if (b64 || !utf8_valid(bytes, len))
+        return b64_string(bytes, len);
+    *key = "input";
+    json_t *v = json_loadb((const char *)bytes, len, JSON_DECODE_ANY, NULL);
     if (json_is_object(v) || json_is_array(v) || json_is_number(v))
         return v;
     json_decref(v);
-    return json_stringn((const char *)text, len);
+    return json_stringn((const char *)bytes, len);
 }

@@ -1,4 +1,4 @@
-/* cli_stats.c — `wsjob stats`: GET /stats over plain HTTP/1.1 and show it
+/* cli_stats.c — `wsjob stats`: GET /stats over HTTP/1.1 (HTTPS for wss://) and show it
  * the way top shows processes: one summary line, then tables. */
 #include <errno.h>
 #include <jansson.h>
@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "http_request.h"
+#include "tls_client.h"
 
 #define HTTP_TIMEOUT_MS 10000
 #define BODY_MAX        (16u << 20)
@@ -33,7 +34,7 @@ struct http_body {
     int    status;
 };
 
-static int send_request(int fd, const struct ws_url *u, const char *extra)
+static int send_request(struct ws_stream *st, const struct ws_url *u, const char *extra)
 {
     char req[2048];
     int n = snprintf(req, sizeof req, "GET /stats HTTP/1.1\r\nHost: %s\r\n%s"
@@ -41,9 +42,9 @@ static int send_request(int fd, const struct ws_url *u, const char *extra)
     if (n < 0 || (size_t)n >= sizeof req)
         return -1;
     for (size_t off = 0; off < (size_t)n;) {
-        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
+        ssize_t w = ws_stream_send(st, req + off, (size_t)n - off);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;   /* a blocking socket: TLS may still say EAGAIN once */
         if (w < 0)
             return -1;
         off += (size_t)w;
@@ -52,14 +53,14 @@ static int send_request(int fd, const struct ws_url *u, const char *extra)
 }
 
 /* Reads until the body is complete (Content-Length) or the server closes. */
-static int read_response(int fd, struct http_body *r, char *why, size_t whylen)
+static int read_response(struct ws_stream *st, struct http_body *r, char *why, size_t whylen)
 {
     size_t cap = 65536, want = 0;
     r->buf = malloc(cap);
     r->len = 0;
     while (r->buf) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, HTTP_TIMEOUT_MS) <= 0) {
+        struct pollfd p = { .fd = st->fd, .events = POLLIN };
+        if (!ws_stream_pending(st) && poll(&p, 1, HTTP_TIMEOUT_MS) <= 0) {
             snprintf(why, whylen, "no answer to GET /stats");
             return -1;
         }
@@ -70,11 +71,11 @@ static int read_response(int fd, struct http_body *r, char *why, size_t whylen)
             r->buf = nb;
             cap *= 2;
         }
-        ssize_t n = read(fd, r->buf + r->len, cap - r->len);
-        if (n < 0 && errno == EINTR)
+        ssize_t n = ws_stream_recv(st, r->buf + r->len, cap - r->len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0) {
-            snprintf(why, whylen, "read: %s", strerror(errno));
+            snprintf(why, whylen, "read: %s", ws_stream_error(st, errno));
             return -1;
         }
         r->len += (size_t)n;
@@ -103,18 +104,18 @@ static int read_response(int fd, struct http_body *r, char *why, size_t whylen)
 
 /* The /stats object, or NULL after printing why. *raw gets the body text
  * when not NULL (malloc'd, NUL-terminated). */
-static json_t *fetch(const struct cli_opts *o, const struct ws_url *u, char **raw)
+static json_t *fetch(const struct cli_opts *o, const struct ws_url *u,
+                     struct tls_client_ctx *tls, char **raw)
 {
-    char extra[1024], why[256];
-    struct sockaddr_storage ss;
-    socklen_t sslen;
+    char extra[1024], why[320] = "";
+    struct ws_stream st = { .fd = -1 };
     struct http_body r = { 0 };
     json_t *root = NULL;
     if (cli_auth_header(o, extra, sizeof extra) < 0)
         return NULL;
-    int fd = ws_url_resolve(u, HTTP_TIMEOUT_MS, &ss, &sslen, why, sizeof why);
-    if (fd < 0 || send_request(fd, u, extra) < 0 || read_response(fd, &r, why, sizeof why) < 0) {
-        cli_error("%s", fd < 0 || r.buf ? why : "cannot send GET /stats");
+    if (ws_stream_open(&st, u, tls, HTTP_TIMEOUT_MS, why, sizeof why) < 0 ||
+        send_request(&st, u, extra) < 0 || read_response(&st, &r, why, sizeof why) < 0) {
+        cli_error("%s", *why ? why : "cannot send GET /stats");
     } else if (r.status != 200) {
         cli_error("GET /stats: HTTP %d", r.status);
     } else {
@@ -129,8 +130,7 @@ static json_t *fetch(const struct cli_opts *o, const struct ws_url *u, char **ra
             root = NULL;
         }
     }
-    if (fd >= 0)
-        close(fd);
+    ws_stream_close(&st);
     free(r.buf);
     return root;
 }
@@ -221,10 +221,11 @@ static void print_jobs(json_t *root)
     }
 }
 
-static int show(const struct cli_opts *o, const struct ws_url *u, bool json, bool clear)
+static int show(const struct cli_opts *o, const struct ws_url *u, struct tls_client_ctx *tls,
+                bool json, bool clear)
 {
     char *raw = NULL;
-    json_t *root = fetch(o, u, json ? &raw : NULL);
+    json_t *root = fetch(o, u, tls, json ? &raw : NULL);
     if (!root)
         return CLI_FAIL;
     if (clear)
@@ -283,18 +284,25 @@ int cli_stats(struct cli_opts *o, int argc, char **argv)
     if (watch > 0 && watch < 0.1)
         watch = 0.1;
     struct ws_url u;
+    struct tls_client_ctx *tls;
     if (cli_url(o, &u) < 0)
+        return CLI_USAGE;
+    if (cli_tls(o, &u, &tls) < 0)
         return CLI_FAIL;
-    if (watch <= 0)
-        return show(o, &u, json, false);
-    struct sigaction sa = { .sa_handler = on_sigint };
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    bool tty = isatty(1);
-    /* Until Ctrl-C; a failed fetch is shown and retried, as top would. */
-    while (!stop) {
-        show(o, &u, json, tty);
-        nap(watch);
+    int rc = CLI_OK;
+    if (watch <= 0) {
+        rc = show(o, &u, tls, json, false);
+    } else {
+        struct sigaction sa = { .sa_handler = on_sigint };
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        bool tty = isatty(1);
+        /* Until Ctrl-C; a failed fetch is shown and retried, as top would. */
+        while (!stop) {
+            show(o, &u, tls, json, tty);
+            nap(watch);
+        }
     }
-    return CLI_OK;
+    tls_client_ctx_free(tls);
+    return rc;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "tls_client.h"
 #include "ws_frame.h"
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -72,26 +73,14 @@ static uint8_t *read_stdin(size_t *len)
     return NULL;
 }
 
-static json_t *b64_string(const uint8_t *data, size_t len)
-{
-    size_t olen = 0, cap = (len + 2) / 3 * 4 + 1;
-    unsigned char *out = malloc(cap);
-    json_t *s = NULL;
-    if (out && mbedtls_base64_encode(out, cap, &olen, data, len) == 0)
-        s = json_stringn((const char *)out, olen);
-    free(out);
-    return s;
-}
-
 /* Adds "input" or "input_b64" to req following the rules in the usage. */
 static int add_input(json_t *req, const struct submit *s)
 {
+    const char *key;
     if (!s->input)
         return 0;
-    json_t *v = s->b64 ? NULL : cli_input_value(s->input, s->input_len);
-    if (v)
-        return json_object_set_new(req, "input", v);
-    return json_object_set_new(req, "input_b64", b64_string(s->input, s->input_len));
+    json_t *v = cli_input(s->input, s->input_len, s->b64, &key);
+    return v ? json_object_set_new(req, key, v) : -1;
 }
 
 static char *build_request(const struct submit *s)
@@ -264,22 +253,9 @@ static int converse(struct submit *s, struct ws_client *c, const char *request)
     }
 }
 
-static int run(struct cli_opts *o, struct submit *s)
+/* Ctrl-C is let through only while recv waits; see the top of the file. */
+static void catch_sigint(struct ws_client *c)
 {
-    struct ws_url u;
-    char extra[1024], why[256];
-    if (cli_url(o, &u) < 0 || cli_auth_header(o, extra, sizeof extra) < 0)
-        return CLI_FAIL;
-    char *request = build_request(s);
-    if (!request)
-        return CLI_FAIL;
-    struct ws_client *c = ws_client_open(&u, cli_target(&u, "/jobs"), extra,
-                                         CONNECT_TIMEOUT_MS, why, sizeof why);
-    if (!c) {
-        free(request);
-        cli_error("%s", why);
-        return CLI_FAIL;
-    }
     sigset_t block, waiting;
     sigemptyset(&block);
     sigaddset(&block, SIGINT);
@@ -289,9 +265,30 @@ static int run(struct cli_opts *o, struct submit *s)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     ws_client_set_sigmask(c, &waiting);
-    int rc = converse(s, c, request);
-    ws_client_close(c);
+}
+
+static int run(struct cli_opts *o, struct submit *s)
+{
+    struct ws_url u;
+    struct tls_client_ctx *tls = NULL;
+    char extra[1024], why[320];
+    if (cli_url(o, &u) < 0 || cli_auth_header(o, extra, sizeof extra) < 0)
+        return CLI_USAGE;
+    if (cli_tls(o, &u, &tls) < 0)
+        return CLI_FAIL;
+    int rc = CLI_FAIL;
+    char *request = build_request(s);
+    struct ws_client *c = request ? ws_client_open(&u, cli_target(&u, "/jobs"), extra, tls,
+                                                   CONNECT_TIMEOUT_MS, why, sizeof why) : NULL;
+    if (request && !c)
+        cli_error("%s", why);
+    if (c) {
+        catch_sigint(c);
+        rc = converse(s, c, request);
+        ws_client_close(c);
+    }
     free(request);
+    tls_client_ctx_free(tls);
     return rc;
 }
 

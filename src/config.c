@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,9 +339,20 @@ static int check_token(const char *v, char *why, size_t whylen)
 
 static int check_hostport(const char *v, char *why, size_t whylen)
 {
+    size_t n = strlen(v);
+    /* HOST:* allows every port of HOST (the fetch job's rule). */
+    if (n > 2 && strcmp(v + n - 2, ":*") == 0) {
+        char host[256];
+        if (n - 2 < sizeof host) {
+            memcpy(host, v, n - 2);
+            host[n - 2] = 0;
+            if (netaddr_valid_hostport(host) && !strchr(host + (host[0] == '[' ? strcspn(host, "]") : 0), ':'))
+                return 0;
+        }
+    }
     if (netaddr_valid_hostport(v))
         return 0;
-    snprintf(why, whylen, "expected HOST[:PORT] (a name, an IPv4 address or "
+    snprintf(why, whylen, "expected HOST[:PORT] or HOST:* (a name, an IPv4 address or "
              "[IPv6]), got '%s'", v);
     return -1;
 }
@@ -703,9 +715,18 @@ static int fail_entry(const struct config *c, const struct opt_def *o, size_t i,
     return fail_at(c, o, r->src, r->v[i].line, err, errlen, "%s", why);
 }
 
+static unsigned port_of(const struct netaddr *a)
+{
+    if (a->ss.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
+}
+
+/* Port 0 lets the kernel pick a port per socket, so two of them never
+ * collide. */
 static bool same_addr(const struct netaddr *a, const struct netaddr *b)
 {
-    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+    return a->len == b->len && port_of(a) != 0 && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 /* Listeners are listen[] then tls_listen[]: each one is checked against all

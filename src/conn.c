@@ -455,6 +455,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         conn_free(c);
         return;
     }
+    unsigned interval = c->f->cfg->ping_interval_ms;
+    if (!interval)
+        return;   /* pings were turned off by a reload */
     if (c->heard) {
         c->heard = 0;
         c->pings_out = 0;
@@ -467,7 +470,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         send_raw(c, frame, ws_build_ping(frame, "wsjobd", 6, NULL));
         c->pings_out++;
     }
-    set_timer(c, c->f->cfg->ping_interval_ms);
+    set_timer(c, interval);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */

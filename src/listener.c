@@ -83,11 +83,14 @@ static const char busy_503[] =
 
 /* Over --max-connections: a short answer written straight to the fresh
  * socket (its send buffer is empty, so this cannot block) and close. */
-static void refuse(struct listeners *ls, evutil_socket_t fd)
+static void refuse(struct listeners *ls, evutil_socket_t fd, int tls)
 {
     ls->f->conns.rejected_total++;
-    ssize_t n = send(fd, busy_503, sizeof busy_503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)n;
+    /* A TLS client cannot read a plaintext answer: it just sees the close. */
+    if (!tls) {
+        ssize_t n = send(fd, busy_503, sizeof busy_503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)n;
+    }
     linger_close(ls, fd);
 }
 
@@ -101,7 +104,7 @@ static void accept_cb(struct evconnlistener *el, evutil_socket_t fd,
         if (ls->l[i] == el)
             tls = ls->tls[i];
     if (f->conns.open >= f->cfg->max_connections) {
-        refuse(ls, fd);
+        refuse(ls, fd, tls);
         return;
     }
     f->conns.accepted_total++;

@@ -223,11 +223,12 @@ static void say(struct tls_client *c, const char *what, int rc)
 {
     char why[200];
     if (rc == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED) {
-        mbedtls_x509_crt_verify_info(why, sizeof why, "", mbedtls_ssl_get_verify_result(&c->ssl));
-        for (char *s = why; *s; s++)   /* one line per flag: make it one line */
+        /* One " reason\n" line per flag: made into one line. */
+        mbedtls_x509_crt_verify_info(why, sizeof why, " ", mbedtls_ssl_get_verify_result(&c->ssl));
+        for (char *s = why; *s; s++)
             if (*s == '\n')
                 *s = s[1] ? ';' : '\0';
-        snprintf(c->error, sizeof c->error, "certificate verification failed: %s", why);
+        snprintf(c->error, sizeof c->error, "certificate verification failed:%s", why);
         return;
     }
     if (c->sys_errno && (rc == MBEDTLS_ERR_NET_SEND_FAILED || rc == MBEDTLS_ERR_NET_RECV_FAILED)) {

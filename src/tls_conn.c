@@ -12,10 +12,10 @@
  *
  * Memory per connection: this struct, mbedTLS's two record buffers
  * (MBEDTLS_SSL_IN/OUT_CONTENT_LEN, 16 KiB each in Debian's 2.28, allocated
- * at accept), and two bufferevents whose buffers are empty when idle. */
+ * at accept), its cipher state, and two bufferevents whose buffers are
+ * empty when idle: about 39 KiB measured, against 1.3 KiB for plain. */
 #include "tls_conn.h"
 
-#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -35,7 +35,8 @@
  * and its backpressure works as on a plain socket. */
 #define WIRE_HIGH (4 * RECORD_MAX)
 #define WIRE_LOW  RECORD_MAX                     /* refill before the socket idles */
-#define LINGER_MS 2000                           /* most a closed connection spends flushing */
+#define LINGER_MS 2000      /* most a closed connection spends flushing and lingering */
+#define LINGER_MAX 4096     /* beyond this many at once, close at once: fds are finite */
 
 struct tls_conn {
     mbedtls_ssl_context ssl;
@@ -49,16 +50,18 @@ struct tls_conn {
     struct evbuffer_cb_entry *on_add;   /* plain_added on the filter's output */
 };
 
-/* A socket whose connection conn.c has freed, still sending its last
- * records and our close_notify. */
+/* A socket whose connection conn.c has freed: still sending its last
+ * records and our close_notify, then waiting for the peer's FIN. */
 struct closing_wire {
     struct bufferevent *wire;    /* owned: freed (fd closed) when done */
     struct event deadline;
     struct closing_wire *prev, *next;
+    uint8_t shut;                /* all sent, our FIN is out */
 };
 
 static struct tls_creds *current;       /* what new connections get; one reference */
 static struct closing_wire *lingering;  /* reachable until closed, so nothing leaks */
+static unsigned n_lingering;            /* length of that list, at most LINGER_MAX */
 static int shutting_down;               /* tls_server_free ran: close at once from now on */
 
 int tls_server_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
@@ -266,7 +269,7 @@ static void session_free(struct tls_conn *t)
     free(t);
 }
 
-/* ---- the end: close_notify, flush, close ------------------------------------ */
+/* ---- the end: close_notify, flush, lingering close ---------------------------- */
 
 static void linger_end(struct closing_wire *l)
 {
@@ -276,22 +279,43 @@ static void linger_end(struct closing_wire *l)
         lingering = l->next;
     if (l->next)
         l->next->prev = l->prev;
+    n_lingering--;
     evtimer_del(&l->deadline);
     bufferevent_free(l->wire);
     free(l);
+}
+
+/* Everything is sent: our FIN follows it.  The socket is closed only when
+ * the peer's FIN comes back (or at the deadline): closing with its bytes
+ * still unread would send an RST, which can destroy our last records in
+ * the peer's buffer before it reads them. */
+static void linger_shut(struct closing_wire *l)
+{
+    if (l->shut)
+        return;
+    l->shut = 1;
+    if (shutdown(bufferevent_getfd(l->wire), SHUT_WR) < 0)
+        linger_end(l);
+}
+
+static void linger_read(struct bufferevent *wire, void *arg)
+{
+    struct evbuffer *in = bufferevent_get_input(wire);
+    (void)arg;
+    evbuffer_drain(in, evbuffer_get_length(in));   /* a late request or alert: nobody wants it */
 }
 
 static void linger_written(struct bufferevent *wire, void *arg)
 {
     /* A kick deferred before the filter died may land here early. */
     if (evbuffer_get_length(bufferevent_get_output(wire)) == 0)
-        linger_end(arg);
+        linger_shut(arg);
 }
 
 static void linger_event(struct bufferevent *wire, short what, void *arg)
 {
     (void)wire;
-    (void)what;
+    (void)what;   /* the peer's FIN, or an error: done either way */
     linger_end(arg);
 }
 
@@ -302,9 +326,10 @@ static void linger_expired(evutil_socket_t fd, short what, void *arg)
     linger_end(arg);
 }
 
+/* 0: the wire is the linger's now (and may already be closed). */
 static int linger_start(struct bufferevent *wire)
 {
-    struct closing_wire *l = calloc(1, sizeof *l);
+    struct closing_wire *l = n_lingering < LINGER_MAX ? calloc(1, sizeof *l) : NULL;
     if (!l)
         return -1;
     l->wire = wire;
@@ -314,44 +339,51 @@ static int linger_start(struct bufferevent *wire)
         free(l);
         return -1;
     }
-    bufferevent_setwatermark(wire, EV_WRITE, 0, 0);   /* the write callback means "all sent" */
-    bufferevent_setcb(wire, NULL, linger_written, linger_event, l);
-    bufferevent_disable(wire, EV_READ);
-    bufferevent_enable(wire, EV_WRITE);
     l->next = lingering;
     if (lingering)
         lingering->prev = l;
     lingering = l;
+    n_lingering++;
+    bufferevent_setwatermark(wire, EV_WRITE, 0, 0);   /* the write callback means "all sent" */
+    bufferevent_setcb(wire, linger_read, linger_written, linger_event, l);
+    bufferevent_enable(wire, EV_READ | EV_WRITE);
+    if (evbuffer_get_length(bufferevent_get_output(wire)) == 0)
+        linger_shut(l);
     return 0;
 }
 
-/* What is already encrypted still goes out.  One non-blocking write
- * usually takes it all; otherwise the wire lingers a little rather than
- * cut a final response.  Not while the loop is ending: nothing would run
- * the linger. */
-static void wire_finish(struct bufferevent *wire, int orderly)
+/* One non-blocking write of what is queued, then close: for a failed
+ * handshake that is mbedTLS's alert, which tells a client offering an old
+ * version or the wrong suites why, instead of a bare EOF. */
+static void wire_close_now(struct bufferevent *wire)
 {
     struct evbuffer *out = bufferevent_get_output(wire);
-    int broken = 0;
     if (evbuffer_get_length(out)) {
         /* A socket bufferevent keeps its output's front frozen except
          * while it writes; do as it does. */
         evbuffer_unfreeze(out, 1);
-        broken = evbuffer_write(out, bufferevent_getfd(wire)) < 0 &&
-                 errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+        (void)evbuffer_write(out, bufferevent_getfd(wire));   /* best effort */
         evbuffer_freeze(out, 1);
     }
+    bufferevent_free(wire);
+}
+
+/* What is already encrypted still goes out, then a lingering close.  A
+ * failed connection closes at once: the peer is not speaking TLS, or not
+ * well.  Nor while the loop is ending: nothing would run the linger. */
+static void wire_finish(struct bufferevent *wire, int orderly)
+{
     struct event_base *base = bufferevent_get_base(wire);
-    int linger = orderly && !broken && evbuffer_get_length(out) && !shutting_down &&
-                 !event_base_got_exit(base) && !event_base_got_break(base);
+    int linger = orderly && !shutting_down && !event_base_got_exit(base) &&
+                 !event_base_got_break(base);
     if (!linger || linger_start(wire) < 0)
-        bufferevent_free(wire);
+        wire_close_now(wire);
 }
 
 /* The filter's free_context: libevent calls it once conn.c's
  * bufferevent_free() has taken the filter down (from the loop, later).  The
- * wire is still referenced by the filter until this returns, so freeing it
- * here closes fd just after. */
+ * filter still holds a reference on the wire until this returns; whoever
+ * frees the wire after that (here or the linger) closes fd. */
 static void tls_conn_release(void *arg)
 {
     struct tls_conn *t = arg;

@@ -17,9 +17,11 @@ int tls_server_load(const char *cert_file, const char *key_file, char *err, size
 /* A bufferevent that speaks TLS on fd (the server side), or NULL (fd stays
  * the caller's).  It behaves like bufferevent_socket_new(..., CLOSE_ON_FREE)
  * seen from above: plaintext in its input and output buffers, the write
- * callback once the output is handed on, an event on EOF or any TLS
- * failure.  bufferevent_free() sends close_notify after what was already
- * written, and closes fd once that has left (within a second or two). */
+ * callback (from the loop, never from inside an evbuffer_add) once the
+ * output is handed on, an event on EOF or any TLS failure.
+ * bufferevent_free() sends close_notify after what was already written,
+ * then closes fd lingering: once the peer has closed its side, or after
+ * 2 s.  A stalled or failed handshake closes fd at once. */
 struct bufferevent *tls_conn_new(struct front *f, int fd);
 
 /* At exit, before event_base_free(): drops the loaded pair and closes the

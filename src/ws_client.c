@@ -1,20 +1,15 @@
 /* ws_client.c — the client end of a WebSocket connection; see ws_client.h.
  *
- * The first half is the pieces (URL, connect, handshake, frames) that the
- * event-loop client in the bench uses directly; the second half builds the
- * blocking connection of `wsjob submit` from the same pieces. */
+ * The first half is the pieces (handshake, frames) that the event-loop
+ * client in the bench uses directly; the second half builds the blocking
+ * connection of `wsjob submit` from the same pieces. */
 #include "ws_client.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,155 +23,6 @@ static int reason(char *why, size_t whylen, const char *fmt, const char *arg)
 {
     if (why && whylen)
         snprintf(why, whylen, fmt, arg);
-    return -1;
-}
-
-/* ---- URL ---------------------------------------------------------------- */
-
-static int parse_port(const char *p, size_t n, char out[6])
-{
-    if (n == 0 || n > 5)
-        return -1;
-    unsigned v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned)(p[i] - '0');
-    }
-    if (v < 1 || v > 65535)
-        return -1;
-    snprintf(out, 6, "%u", v);
-    return 0;
-}
-
-/* Splits "host[:port]" or "[v6][:port]" (auth[0..n)). */
-static int parse_authority(struct ws_url *u, const char *a, size_t n, char *why, size_t whylen)
-{
-    const char *host = a, *colon = NULL;
-    size_t hlen;
-    if (n && a[0] == '[') {
-        const char *close = memchr(a, ']', n);
-        if (!close)
-            return reason(why, whylen, "%s: missing ] after the IPv6 address", a);
-        host = a + 1;
-        hlen = (size_t)(close - host);
-        if (close + 1 < a + n) {
-            if (close[1] != ':')
-                return reason(why, whylen, "%s: junk after ]", a);
-            colon = close + 1;
-        }
-    } else {
-        colon = memchr(a, ':', n);
-        hlen = colon ? (size_t)(colon - a) : n;
-    }
-    if (hlen == 0 || hlen >= sizeof u->host)
-        return reason(why, whylen, "%s: bad host", a);
-    memcpy(u->host, host, hlen);
-    u->host[hlen] = '\0';
-    if (colon && parse_port(colon + 1, (size_t)(a + n - colon - 1), u->port) < 0)
-        return reason(why, whylen, "%s: port must be 1..65535", a);
-    if (!colon)
-        snprintf(u->port, sizeof u->port, "%s", u->tls ? "443" : "80");
-    bool v6 = strchr(u->host, ':') != NULL;
-    snprintf(u->authority, sizeof u->authority, "%s%s%s:%s", v6 ? "[" : "", u->host,
-             v6 ? "]" : "", u->port);
-    return 0;
-}
-
-int ws_url_parse(struct ws_url *u, const char *s, char *why, size_t whylen)
-{
-    memset(u, 0, sizeof *u);
-    const char *rest;
-    if (strncasecmp(s, "ws://", 5) == 0) {
-        rest = s + 5;
-    } else if (strncasecmp(s, "wss://", 6) == 0) {
-        u->tls = true;
-        rest = s + 6;
-    } else {
-        return reason(why, whylen, "%s: the URL must start with ws:// or wss://", s);
-    }
-    if (strchr(rest, '#'))
-        return reason(why, whylen, "%s: a WebSocket URL has no #fragment", s);
-    size_t alen = strcspn(rest, "/?");
-    if (memchr(rest, '@', alen))
-        return reason(why, whylen, "%s: user info is not supported", s);
-    if (parse_authority(u, rest, alen, why, whylen) < 0)
-        return -1;
-    const char *t = rest + alen;
-    int n = snprintf(u->target, sizeof u->target, "%s%s", *t == '?' ? "/" : "", t);
-    if (n < 0 || (size_t)n >= sizeof u->target)
-        return reason(why, whylen, "%s: path too long", s);
-    return 0;
-}
-
-/* ---- TCP ---------------------------------------------------------------- */
-
-int ws_tcp_connect(const struct sockaddr *sa, socklen_t len, char *why, size_t whylen)
-{
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return reason(why, whylen, "socket: %s", strerror(errno));
-    int one = 1;
-    /* Small frames must leave at once: Nagle would hold a pipelined
-     * request behind the previous one's ACK. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
-        int e = errno;
-        close(fd);
-        return reason(why, whylen, "connect: %s", strerror(e));
-    }
-    return fd;
-}
-
-static int wait_connected(int fd, int timeout_ms)
-{
-    struct pollfd p = { .fd = fd, .events = POLLOUT };
-    int n;
-    do
-        n = poll(&p, 1, timeout_ms);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return ETIMEDOUT;
-    if (n < 0)
-        return errno;
-    int err = 0;
-    socklen_t elen = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
-        return errno;
-    return err;
-}
-
-static int set_blocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-}
-
-int ws_url_resolve(const struct ws_url *u, int timeout_ms, struct sockaddr_storage *ss,
-                   socklen_t *len, char *why, size_t whylen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_NUMERICSERV }, *res = NULL;
-    int rc = getaddrinfo(u->host, u->port, &hints, &res);
-    if (rc != 0)
-        return reason(why, whylen, "%s", gai_strerror(rc));
-    int err = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        int fd = ws_tcp_connect(ai->ai_addr, ai->ai_addrlen, NULL, 0);
-        if (fd < 0)
-            continue;
-        err = wait_connected(fd, timeout_ms);
-        if (err == 0 && set_blocking(fd) == 0) {
-            memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-            *len = ai->ai_addrlen;
-            freeaddrinfo(res);
-            return fd;
-        }
-        close(fd);
-    }
-    freeaddrinfo(res);
-    if (why && whylen)
-        snprintf(why, whylen, "%s: %s", u->authority, strerror(err));
     return -1;
 }
 
@@ -254,7 +100,7 @@ size_t ws_client_frame(uint8_t *out, uint8_t opcode, const void *payload, size_t
 /* ---- blocking connection ------------------------------------------------- */
 
 struct ws_client {
-    int fd;
+    struct ws_stream s;      /* owned */
     struct ws_reader rd;
     uint8_t *in;             /* IN_BUF_SIZE bytes, owned; in_len unread */
     size_t   in_len;
@@ -293,16 +139,20 @@ static int fail_with(struct ws_client *c, const char *fmt, const char *arg)
     return -1;
 }
 
-/* MSG_NOSIGNAL: a peer that went away is an error to report, not SIGPIPE. */
+/* Writes everything; a full socket (TLS can say EAGAIN even on a blocking
+ * one) is waited for and the same bytes offered again, as TLS requires. */
 static int send_all(struct ws_client *c, const void *data, size_t len)
 {
     const uint8_t *p = data;
     while (len) {
-        ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        ssize_t n = ws_stream_send(&c->s, p, len);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            struct pollfd pf = { .fd = c->s.fd, .events = POLLOUT };
+            poll(&pf, 1, 1000);
             continue;
+        }
         if (n < 0)
-            return fail_with(c, "send: %s", strerror(errno));
+            return fail_with(c, "send: %s", ws_stream_error(&c->s, errno));
         p += n;
         len -= (size_t)n;
     }
@@ -389,7 +239,9 @@ static const struct ws_reader_ops reader_ops = {
 /* Waits for readability: 1 ready, 0 timed out, WS_RECV_INTERRUPTED, -1. */
 static int wait_readable(struct ws_client *c, int timeout_ms)
 {
-    struct pollfd p = { .fd = c->fd, .events = POLLIN };
+    if (ws_stream_pending(&c->s))
+        return 1;   /* decrypted already: poll would not see it */
+    struct pollfd p = { .fd = c->s.fd, .events = POLLIN };
     struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
     int n = ppoll(&p, 1, timeout_ms < 0 ? NULL : &ts, c->use_mask ? &c->mask : NULL);
     if (n < 0 && errno == EINTR)
@@ -406,12 +258,12 @@ static int fill(struct ws_client *c)
         return fail_with(c, "%s", "input buffer full");
     ssize_t n;
     do
-        n = read(c->fd, c->in + c->in_len, IN_BUF_SIZE - c->in_len);
-    while (n < 0 && errno == EINTR);
+        n = ws_stream_recv(&c->s, c->in + c->in_len, IN_BUF_SIZE - c->in_len);
+    while (n < 0 && (errno == EINTR || errno == EAGAIN));
     if (n == 0)
         return fail_with(c, "%s", "the server closed the connection without a close frame");
     if (n < 0)
-        return fail_with(c, "read: %s", strerror(errno));
+        return fail_with(c, "read: %s", ws_stream_error(&c->s, errno));
     c->in_len += (size_t)n;
     return 1;
 }
@@ -480,25 +332,24 @@ static int handshake(struct ws_client *c, const struct ws_url *u, const char *ta
 }
 
 struct ws_client *ws_client_open(const struct ws_url *u, const char *target,
-                                 const char *extra, int timeout_ms,
-                                 char *why, size_t whylen)
+                                 const char *extra, struct tls_client_ctx *tls,
+                                 int timeout_ms, char *why, size_t whylen)
 {
     struct ws_client *c = calloc(1, sizeof *c);
     if (!c) {
         reason(why, whylen, "%s", "out of memory");
         return NULL;
     }
-    c->fd = -1;
+    c->s.fd = -1;
     c->in = malloc(IN_BUF_SIZE);
     ws_reader_init(&c->rd, WS_ROLE_CLIENT, UINT64_MAX, &reader_ops, c);
     int64_t deadline = now_ms() + timeout_ms;
-    struct sockaddr_storage ss;
-    socklen_t sslen;
+    int rc = -1;
     if (!c->in)
         snprintf(c->why, sizeof c->why, "out of memory");
     else
-        c->fd = ws_url_resolve(u, timeout_ms, &ss, &sslen, c->why, sizeof c->why);
-    if (c->fd < 0 || handshake(c, u, target, extra, deadline) < 0) {
+        rc = ws_stream_open(&c->s, u, tls, timeout_ms, c->why, sizeof c->why);
+    if (rc < 0 || handshake(c, u, target, extra, deadline) < 0) {
         reason(why, whylen, "%s", c->why);
         c->closed = true;
         ws_client_close(c);
@@ -554,10 +405,9 @@ void ws_client_close(struct ws_client *c)
 {
     if (!c)
         return;
-    if (c->fd >= 0 && !c->closed)
+    if (c->s.fd >= 0 && !c->closed)
         say_goodbye(c);
-    if (c->fd >= 0)
-        close(c->fd);
+    ws_stream_close(&c->s);
     ws_reader_free(&c->rd);
     free(c->in);
     free(c->out);

@@ -1,13 +1,15 @@
 /* ws_client.h — the client end of a WebSocket connection, for the wsjob CLI.
  *
  * It adds to the shared codec (ws_frame.h, ws_handshake.h) only what a
- * client needs around it: ws:// URLs, the TCP connect, the opening
- * handshake driven over a socket, and masked frames.  Two ways to use it:
+ * client needs around it: the opening handshake driven over a stream
+ * (ws_client_io.h: URLs, connects, TCP or TLS) and masked frames.  Two ways
+ * to use it:
  *
  *  - blocking, one connection (submit, ping): ws_client_open(), then
  *    ws_client_send() / ws_client_recv(); pings are answered inside recv.
  *  - pieces for an event loop (bench): ws_url_resolve() once, then per
- *    connection ws_tcp_connect() non-blocking, ws_client_hs_init() for the
+ *    connection ws_tcp_connect() non-blocking (and ws_stream_start_tls()
+ *    for wss://), ws_client_hs_init() for the
  *    request bytes, ws_client_hs_check() on what comes back, and
  *    ws_client_frame() for each frame sent.  The loop owns its buffers and
  *    a struct ws_reader in WS_ROLE_CLIENT role.
@@ -23,32 +25,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "ws_client_io.h"
 #include "ws_handshake.h"
-
-struct ws_url {
-    bool tls;              /* wss:// */
-    char host[256];        /* name or address; an IPv6 address without [] */
-    char port[6];          /* decimal, 1..65535; 80 or 443 when not given */
-    char authority[272];   /* the Host header value: "h:p" or "[v6]:p" */
-    char target[1024];     /* path and query as written; "" when absent */
-};
-
-/* Parses ws://HOST[:PORT][/PATH][?QUERY] and the wss:// form.  HOST may be
- * an [IPv6] literal.  User info and fragments are refused: RFC 6455 §3
- * allows neither in a WebSocket URI.  0, or -1 with a reason. */
-int ws_url_parse(struct ws_url *u, const char *s, char *why, size_t whylen);
-
-/* Finds the address of the URL's host that accepts a TCP connection (a
- * name like localhost may have several), trying each in turn with a
- * blocking connect of at most timeout_ms.  Returns the connected socket
- * (blocking, TCP_NODELAY) and fills *ss / *len, or -1 with a reason. */
-int ws_url_resolve(const struct ws_url *u, int timeout_ms, struct sockaddr_storage *ss,
-                   socklen_t *len, char *why, size_t whylen);
-
-/* A non-blocking TCP socket with TCP_NODELAY, connect() started.  The
- * caller waits for writability and then reads SO_ERROR.  -1 with a reason
- * when even starting fails. */
-int ws_tcp_connect(const struct sockaddr *sa, socklen_t len, char *why, size_t whylen);
 
 /* The opening handshake of one connection: the request to send and the key
  * whose accept value the answer must carry. */
@@ -83,12 +61,12 @@ int ws_client_random(void *buf, size_t n);
 
 struct ws_client;
 
-/* Connects to the URL's host, upgrades on target, and returns the
- * connection, or NULL with a reason.  timeout_ms bounds the connect and
- * the handshake together. */
+/* Connects to the URL's host (over TLS with the trust in tls for wss://;
+ * NULL for ws://), upgrades on target, and returns the connection, or NULL
+ * with a reason.  timeout_ms bounds each step. */
 struct ws_client *ws_client_open(const struct ws_url *u, const char *target,
-                                 const char *extra, int timeout_ms,
-                                 char *why, size_t whylen);
+                                 const char *extra, struct tls_client_ctx *tls,
+                                 int timeout_ms, char *why, size_t whylen);
 
 /* Signals to let through while recv waits (the rest stay as they are):
  * a caller that blocks SIGINT and passes a mask without it gets SIGINT

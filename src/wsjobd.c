@@ -25,6 +25,7 @@
 #include "tls_conn.h"
 
 #define SHUTDOWN_TICK_MS 50
+#define STATUS_PERIOD_S 2
 #define CLOSE_WAIT_MS 1000   /* after close 1001, how long peers may take to answer */
 
 static struct front front;
@@ -134,6 +135,14 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         begin_shutdown();
 }
 
+static void status_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    notify_status();
+}
+
 /* systemd's watchdog is fed from the loop itself, so a loop that blocks is
  * what gets caught. */
 static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
@@ -142,7 +151,6 @@ static void watchdog_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     sd_notify(0, "WATCHDOG=1");
-    notify_status();
 }
 
 static int drop_privileges(const char *user)
@@ -167,7 +175,7 @@ static int start(void)
         fprintf(stderr, "wsjobd: --handlers: %s\n", err);
         return 2;
     }
-    if (c->tls_listen.n && tls_server_load(c->tls_cert, c->tls_key, err, sizeof err) < 0) {
+    if ((c->tls_listen.n || c->tls_cert) && tls_server_load(c->tls_cert, c->tls_key, err, sizeof err) < 0) {
         fprintf(stderr, "wsjobd: --tls-cert: %s\n", err);
         return 2;
     }
@@ -248,6 +256,13 @@ int main(int argc, char **argv)
         event_add(wd, &tv);
     }
 
+    /* STATUS= with live counts, for `systemctl status`. */
+    struct event *status_ev = NULL;
+    if (getenv("NOTIFY_SOCKET")) {
+        struct timeval tv = { STATUS_PERIOD_S, 0 };
+        status_ev = event_new(front.base, -1, EV_PERSIST, status_cb, NULL);
+        event_add(status_ev, &tv);
+    }
     listeners_enable(listeners);
     log_info("wsjobd %s ready: %u cpu workers, %u io threads, port %d", WSJOBD_VERSION,
              front.cfg->cpu_workers, front.cfg->io_threads, listeners_first_port(listeners));
@@ -262,11 +277,14 @@ int main(int argc, char **argv)
         event_free(sigs[i]);
     if (wd)
         event_free(wd);
+    if (status_ev)
+        event_free(status_ev);
     if (shutdown_tick)
         event_free(shutdown_tick);
     supervisor_free(front.sup);
     stats_stop();
     dispatch_free(front.d);
+    tls_server_free();
     event_base_free(front.base);
     pipeline_destroy(front.p);
     jout_free(&front.scratch);

@@ -26,13 +26,16 @@
 
 #define SHUTDOWN_TICK_MS 50
 #define STATUS_PERIOD_S 2
+#define STARTUP_TICK_MS 5
+#define STARTUP_WAIT_MS 10000
 #define CLOSE_WAIT_MS 1000   /* after close 1001, how long peers may take to answer */
 
 static struct front front;
 static struct listeners *listeners;
 static struct event *shutdown_tick;
 static int64_t shutdown_deadline_ns, close_deadline_ns;
-static int shutdown_phase;   /* 0 serving, 1 draining jobs, 2 closing sockets */
+static int shutdown_phase;
+static int64_t startup_deadline_ns;   /* 0 serving, 1 draining jobs, 2 closing sockets */
 
 static const char *option_source(const char *name, unsigned index)
 {
@@ -133,6 +136,39 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         reload();
     else
         begin_shutdown();
+}
+
+static int all_workers_up(void)
+{
+    for (uint32_t i = 0; i < front.p->nworkers; i++)
+        if (atomic_load(&front.p->workers[i].state) == WORKER_DEAD)
+            return 0;
+    return 1;
+}
+
+/* READY=1 (and accepting) only once every worker has announced itself, so
+ * the first client never meets a half-started pool.  A worker that cannot
+ * start does not hold the daemon back forever: its jobs wait in the ring
+ * and /healthz tells. */
+static void startup_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    struct event *self = event_base_get_running_event(front.base);
+    int up = all_workers_up();
+    if (!up && monotonic_ns() < startup_deadline_ns)
+        return;
+    event_del(self);
+    if (!up)
+        log_warn("not every worker started within %d ms; serving anyway", STARTUP_WAIT_MS);
+    if (shutdown_phase)
+        return;
+    listeners_enable(listeners);
+    log_info("wsjobd %s ready: %u cpu workers, %u io threads, port %d", WSJOBD_VERSION,
+             front.cfg->cpu_workers, front.cfg->io_threads, listeners_first_port(listeners));
+    sd_notify(0, "READY=1");
+    notify_status();
 }
 
 static void status_cb(evutil_socket_t fd, short what, void *arg)
@@ -263,11 +299,10 @@ int main(int argc, char **argv)
         status_ev = event_new(front.base, -1, EV_PERSIST, status_cb, NULL);
         event_add(status_ev, &tv);
     }
-    listeners_enable(listeners);
-    log_info("wsjobd %s ready: %u cpu workers, %u io threads, port %d", WSJOBD_VERSION,
-             front.cfg->cpu_workers, front.cfg->io_threads, listeners_first_port(listeners));
-    sd_notify(0, "READY=1");
-    notify_status();
+    struct event *startup_ev = event_new(front.base, -1, EV_PERSIST, startup_cb, NULL);
+    struct timeval tick = { 0, STARTUP_TICK_MS * 1000 };
+    startup_deadline_ns = monotonic_ns() + (int64_t)STARTUP_WAIT_MS * 1000000;
+    event_add(startup_ev, &tick);
 
     event_base_dispatch(front.base);
 
@@ -279,6 +314,7 @@ int main(int argc, char **argv)
         event_free(wd);
     if (status_ev)
         event_free(status_ev);
+    event_free(startup_ev);
     if (shutdown_tick)
         event_free(shutdown_tick);
     supervisor_free(front.sup);

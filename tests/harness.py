@@ -22,6 +22,8 @@ BUILD = os.environ.get("WSJOBD_BUILD", os.path.join(ROOT, "build"))
 WSJOBD = os.environ.get("WSJOBD_BIN", os.path.join(BUILD, "wsjobd"))
 WSJOB = os.environ.get("WSJOB_BIN", os.path.join(BUILD, "wsjob"))
 PLUGINS = os.path.join(BUILD, "plugins")
+# Sanitizer builds run several times slower: scenarios scale their work down.
+SLOW = os.path.basename(os.path.normpath(BUILD)) != "build"
 
 PORT_RE = re.compile(rb"\(port (\d+)\)")
 

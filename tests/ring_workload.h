@@ -92,15 +92,23 @@ static inline void wl_fill(unsigned char *p, size_t len, uint64_t seed)
         p[i] = (unsigned char)(seed >> (i & 7) * 8);
 }
 
-/* Waits (bounded) for the replyring's eventfd, arming first. */
-static inline void wl_sleep_on_replies(struct shm_replyring *r, int efd, int ms)
+/* Waits (bounded) for the replyring's eventfd, arming first.  1 when the
+ * wait ran out. */
+static inline int wl_sleep_on_replies(struct shm_replyring *r, int efd, int ms)
 {
+    int timed_out = 0;
     if (shm_replyring_arm(r)) {
         struct pollfd pfd = { .fd = efd, .events = POLLIN };
-        poll(&pfd, 1, ms);
+        timed_out = poll(&pfd, 1, ms) == 0;
     }
     shm_replyring_ack(r);
+    return timed_out;
 }
+
+/* A wait that ran out although records were there to pop means a publish
+ * did not wake the armed consumer: a lost wake-up.  The waits are long
+ * (WL_WAKE_MS) so that a slow producer does not look like one. */
+#define WL_WAKE_MS 2000
 
 /* ---- jobs: one producer, WL_CONSUMERS consumers ----------------------- */
 
@@ -132,7 +140,7 @@ struct wl_jobs {
 };
 
 struct wl_jobs_report {
-    uint64_t sent, answered, duplicates, missing, bad_answers;
+    uint64_t sent, answered, duplicates, missing, bad_answers, lost_wakeups;
     int timed_out;
 };
 
@@ -267,8 +275,9 @@ static inline void wl_jobs_produce(struct wl_jobs *j, uint64_t n, struct wl_jobs
                 wl_jobs_answer(heap, seen, n, &a, rep);
             progress = 1;
         }
-        if (!progress)
-            wl_sleep_on_replies(j->answers, j->efd, 100);
+        if (!progress && wl_sleep_on_replies(j->answers, j->efd, WL_WAKE_MS) &&
+            shm_replyring_depth(j->answers) > 0)
+            rep->lost_wakeups++;
     }
     for (uint64_t i = 0; i < n; i++)
         if (!(seen[i / 8] & (1u << (i % 8))))
@@ -297,7 +306,7 @@ struct wl_replies {
 };
 
 struct wl_replies_report {
-    uint64_t received, out_of_order, bad_sum, bad_len;
+    uint64_t received, out_of_order, bad_sum, bad_len, lost_wakeups;
     int timed_out;
 };
 
@@ -387,8 +396,9 @@ static inline void wl_replies_consume(struct wl_replies *w, unsigned producers,
             wl_record_check(buf, len, next, producers, rep);
             got = 1;
         }
-        if (!got)
-            wl_sleep_on_replies(w->ring, w->efd, 100);
+        if (!got && wl_sleep_on_replies(w->ring, w->efd, WL_WAKE_MS) &&
+            shm_replyring_depth(w->ring) > 0)
+            rep->lost_wakeups++;
     }
 }
 

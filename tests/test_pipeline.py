@@ -12,7 +12,7 @@ import unittest
 
 import websockets
 
-from harness import Daemon, PLUGINS, collect, jobs_conn, run, submit_msg
+from harness import SLOW, Daemon, PLUGINS, collect, jobs_conn, run, submit_msg
 
 SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 LONG_MODSUM = {"n": 1, "iterations": 100000000000}
@@ -376,11 +376,13 @@ class Crashes(unittest.TestCase):
                     if kind == "sha":
                         data, rounds = "d%d" % i, rnd.randint(1, 3000)
                         expect[jid] = sha_rounds(data, rounds)
-                        await ws.send(submit_msg(jid, "sha256", {"data": data, "rounds": rounds}))
+                        await ws.send(submit_msg(jid, "sha256", {"data": data, "rounds": rounds},
+                                                 timeout_ms=600000))
                     elif kind == "mod":
-                        nn, k = rnd.randint(1, 10**6), rnd.randint(1, 2 * 10**7)
+                        nn, k = rnd.randint(1, 10**6), rnd.randint(1, 2 * 10**(6 if SLOW else 7))
                         expect[jid] = str(modsum_ref(nn, k))
-                        await ws.send(submit_msg(jid, "modsum", {"n": nn, "iterations": k}))
+                        await ws.send(submit_msg(jid, "modsum", {"n": nn, "iterations": k},
+                                                 timeout_ms=600000))
                     else:
                         expect[jid] = "e%d" % i
                         await ws.send(submit_msg(jid, "echo", "e%d" % i))
@@ -398,7 +400,8 @@ class Crashes(unittest.TestCase):
                 stop.set()
                 await task
                 self.assertEqual(len(finals), n)
-                wrong = [j for j, ev in finals.items() if ev["event"] != "done" or ev["output"] != expect[j]]
+                wrong = [(j, expect[j], ev) for j, ev in finals.items()
+                         if ev["event"] != "done" or ev["output"] != expect[j]]
                 self.assertEqual(wrong, [])
                 for _ in range(50):
                     st = d.stats()

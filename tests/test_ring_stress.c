@@ -106,6 +106,7 @@ START_TEST(jobs_one_producer_four_consumer_processes)
     ck_assert_uint_eq(rep.duplicates, 0);
     ck_assert_uint_eq(rep.missing, 0);
     ck_assert_uint_eq(rep.bad_answers, 0);
+    ck_assert_uint_eq(rep.lost_wakeups, 0);
     ck_assert_uint_eq(atomic_load(&j->bad_sum), 0);
     ck_assert_uint_eq(atomic_load(&j->bad_push), 0);
     ck_assert_uint_eq(shm_jobring_depth(j->ring), 0);
@@ -148,6 +149,7 @@ START_TEST(replies_four_producer_processes_one_consumer)
     ck_assert_uint_eq(rep.out_of_order, 0);
     ck_assert_uint_eq(rep.bad_sum, 0);
     ck_assert_uint_eq(rep.bad_len, 0);
+    ck_assert_uint_eq(rep.lost_wakeups, 0);
     ck_assert_uint_eq(atomic_load(&w->push_failed), 0);
     unsigned char buf[SHM_REPLY_REC];
     ck_assert_uint_eq(shm_replyring_pop(w->ring, buf), 0);
@@ -199,11 +201,13 @@ static void kill_consumer(void *arg, uint16_t id)
         }
         if (id == VICTIM)
             atomic_store(&k->started, incarnation);
-        atomic_fetch_add(&k->done[v - 1], 1);
-        /* A little work per value, so the three consumers share the
-         * stream and the victim is often caught holding something. */
-        for (volatile int spin = 0; spin < 200; spin++)
+        /* Work per value: the live consumers' keeps the ring from running
+         * dry, the victim's longer one means it is mostly caught holding an
+         * unfinished value when it is killed. */
+        int64_t busy_until = wl_now_ns() + (id == VICTIM ? 20000 : 1000);
+        while (wl_now_ns() < busy_until)
             ;
+        atomic_fetch_add(&k->done[v - 1], 1);
         atomic_store_explicit(claim, 0, memory_order_release);
     }
 }

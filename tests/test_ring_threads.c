@@ -58,6 +58,7 @@ START_TEST(jobs_one_producer_four_consumer_threads)
     ck_assert_uint_eq(rep.duplicates, 0);
     ck_assert_uint_eq(rep.missing, 0);
     ck_assert_uint_eq(rep.bad_answers, 0);
+    ck_assert_uint_eq(rep.lost_wakeups, 0);
     ck_assert_uint_eq(atomic_load(&j->bad_sum), 0);
     ck_assert_uint_eq(atomic_load(&j->bad_push), 0);
     /* Every sleeper went back to work or left: nobody is still counted. */
@@ -102,6 +103,7 @@ START_TEST(replies_four_producer_threads_one_consumer)
     ck_assert_uint_eq(rep.out_of_order, 0);
     ck_assert_uint_eq(rep.bad_sum, 0);
     ck_assert_uint_eq(rep.bad_len, 0);
+    ck_assert_uint_eq(rep.lost_wakeups, 0);
     ck_assert_uint_eq(atomic_load(&w->ring->space.waiters), 0);
     shm_region_destroy(reg);
 }

@@ -1,16 +1,19 @@
 /* test_tls.c — TLS both ways: loading certificates (and the exact reason a
  * bad one is refused), then the daemon's bufferevent against the CLI's
  * client over a socketpair — handshake, data both ways, verification,
- * close_notify after a final response, garbage, backpressure, reload.
+ * non-blocking use, close_notify after a final answer (long or short),
+ * garbage, a stalled handshake, backpressure, reload.
  *
  * The server side runs on a libevent loop in the test's thread; the client
  * runs blocking in a second thread, as the CLI would. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <libgen.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -156,6 +159,14 @@ struct peer {
 #define FLOOD (8u << 20)
 #define LAST_WORDS ((4u << 20) + 40000)
 
+static void add_bytes(struct evbuffer *out, char c, size_t total)
+{
+    static char block[1 << 16];
+    memset(block, c, sizeof block);
+    for (size_t n = 0; n < total; n += sizeof block)
+        evbuffer_add(out, block, total - n < sizeof block ? total - n : sizeof block);
+}
+
 static void srv_read(struct bufferevent *bev, void *arg)
 {
     struct srv *s = arg;
@@ -163,26 +174,17 @@ static void srv_read(struct bufferevent *bev, void *arg)
     s->in_read = 1;
     if (strcmp(s->p->mode, "echo") == 0) {
         evbuffer_add_buffer(out, in);
-        s->in_read = 0;
-        return;
-    }
-    evbuffer_drain(in, evbuffer_get_length(in));
-    if (strcmp(s->p->mode, "bye") == 0) {
+    } else if (strcmp(s->p->mode, "bye") == 0) {
         evbuffer_add(out, "bye", 3);
         s->p->mode = "closing";
     } else if (strcmp(s->p->mode, "last words") == 0) {
-        static char block[1 << 16];
-        memset(block, 'w', sizeof block);
-        for (size_t n = 0; n < LAST_WORDS; n += sizeof block)
-            evbuffer_add(out, block, LAST_WORDS - n < sizeof block ? LAST_WORDS - n : sizeof block);
+        add_bytes(out, 'w', LAST_WORDS);
         s->p->mode = "closing";
     } else if (strcmp(s->p->mode, "flood") == 0) {
-        static char block[1 << 16];
-        memset(block, 'f', sizeof block);
-        for (size_t n = 0; n < FLOOD; n += sizeof block)
-            evbuffer_add(out, block, sizeof block);
+        add_bytes(out, 'f', FLOOD);
         s->p->mode = "flooding";
     }
+    evbuffer_drain(in, evbuffer_get_length(in));
     s->in_read = 0;
 }
 
@@ -477,6 +479,60 @@ START_TEST(missing_cafile_is_named)
 }
 END_TEST
 
+/* ---- the client on a non-blocking socket ------------------------------------------ */
+
+static void nonblocking_client(struct peer *p)
+{
+    int fd = p->client_fd[0];
+    ck_assert_int_eq(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+    struct tls_client_ctx *ctx = trust("ca.pem");
+    struct tls_client *c = dial(ctx, fd, "localhost");
+    char buf[100];
+    errno = 0;
+    ck_assert_int_eq(tls_client_recv(c, buf, sizeof buf), -1);   /* the server said nothing yet */
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_eq(tls_client_send(c, "0123456789abcdefghij", 20), 20);
+
+    /* Wait for the echo, then read it in pieces: after the first piece the
+     * socket is empty and the rest is inside TLS, where only
+     * tls_client_pending sees it. */
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(tls_client_recv(c, buf, 5), 5);
+    ck_assert_uint_eq(tls_client_pending(c), 15);
+    ck_assert_int_eq(poll(&pfd, 1, 0), 0);
+    ck_assert_int_eq(tls_client_recv(c, buf + 5, sizeof buf - 5), 15);
+    ck_assert(memcmp(buf, "0123456789abcdefghij", 20) == 0);
+    ck_assert_uint_eq(tls_client_pending(c), 0);
+    tls_client_free(c);
+    tls_client_ctx_free(ctx);
+}
+
+START_TEST(nonblocking_client_says_eagain_and_pending)
+{
+    struct peer p;
+    load("server.pem", "server.key");
+    peer_open(&p, "echo", nonblocking_client);
+    peer_run(&p);
+    peer_close(&p);
+}
+END_TEST
+
+START_TEST(client_handshake_times_out)
+{
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);   /* nobody answers sv[0] */
+    ck_assert_int_eq(fcntl(sv[1], F_SETFL, O_NONBLOCK), 0);
+    struct tls_client_ctx *ctx = trust("ca.pem");
+    char err[512];
+    ck_assert_ptr_null(tls_client_connect(ctx, sv[1], "localhost", 200, err, sizeof err));
+    ck_assert_str_eq(err, "TLS handshake: Connection timed out");
+    tls_client_ctx_free(ctx);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /* ---- the end of a connection ------------------------------------------------------ */
 
 /* The server answers and frees its bufferevent from the write callback, as
@@ -701,6 +757,8 @@ static Suite *tls_suite(void)
     tcase_add_test(t, untrusted_signer_is_refused);
     tcase_add_test(t, insecure_accepts_any_name);
     tcase_add_test(t, missing_cafile_is_named);
+    tcase_add_test(t, nonblocking_client_says_eagain_and_pending);
+    tcase_add_test(t, client_handshake_times_out);
     tcase_add_test(t, final_answer_then_close_notify_then_close);
     tcase_add_test(t, long_final_answer_is_flushed_before_close);
     tcase_add_test(t, garbage_fails_the_connection);

@@ -203,6 +203,16 @@ class Tls(unittest.TestCase):
             self.assertEqual(s.version(), "TLSv1.2")
             self.assertTrue(closed_within(s, 5), "Connection: close was not honoured")
 
+    def test_error_answer_survives_unread_input(self):
+        """A 405 and close while the client is still sending: the lingering
+        close keeps an RST from destroying the answer."""
+        with self.tls_socket() as s:
+            s.sendall(b"POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Length: 400000\r\n\r\n")
+            s.sendall(b"x" * 400000)
+            status, _ = read_response(s)
+            self.assertEqual(status, 405)
+            self.assertTrue(closed_within(s, 5))
+
     def test_keepalive_requests_over_tls(self):
         with self.tls_socket("127.0.0.1") as s:
             for _ in range(5):

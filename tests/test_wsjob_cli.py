@@ -9,8 +9,10 @@ import json
 import os
 import re
 import signal
+import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import unittest
@@ -25,6 +27,14 @@ LONG_MODSUM = '{"n":1,"iterations":100000000000}'
 IO_THREADS = 4
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Daemon:
     def __init__(self, *args):
         self.args = [WSJOBD, "--listen", "127.0.0.1:0", "--cpu-workers", "2",
@@ -36,19 +46,20 @@ class Daemon:
         # daemon's writes and with them its event loop.
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
-        self.port = self._wait_ready(10)
-        self.url = "ws://127.0.0.1:%d" % self.port
+        self.ports = self._wait_ready(10)
+        self.url = "ws://127.0.0.1:%d" % self.ports["ws"]
 
     def _drain(self):
         for line in iter(self.proc.stderr.readline, b""):
             self.log += line
 
     def _wait_ready(self, seconds):
+        """The port of each listener, by scheme, once the daemon is ready."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            m = re.search(rb"\(port (\d+)\)", self.log)
-            if m and b"ready" in self.log:
-                return int(m.group(1))
+            found = re.findall(rb"listening on (wss?)://\S+ \(port (\d+)\)", self.log)
+            if found and b"ready" in self.log:
+                return {k.decode(): int(v) for k, v in found}
             if self.proc.poll() is not None:
                 break
             time.sleep(0.02)
@@ -180,10 +191,7 @@ class Connection(WsjobCase):
         self.assertEqual((r.returncode, r.stdout), (0, b"hi"), r.stderr)
 
     def test_refused_connection_and_bad_urls(self):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
+        port = free_port()
         r = subprocess.run([WSJOB, "--url", "ws://127.0.0.1:%d" % port, "submit", "echo", "x"],
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 1)
@@ -201,6 +209,50 @@ class Connection(WsjobCase):
         r = subprocess.run([WSJOB, "--help"], capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0)
         self.assertIn(b"submit TYPE", r.stdout)
+
+
+class Tls(WsjobCase):
+    """wss:// through the same commands (certificates made for the run)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.certs = tempfile.mkdtemp(prefix="wsjob-certs-")
+        subprocess.run(["sh", os.path.join(HERE, "certs", "make_certs.sh"), cls.certs],
+                       check=True, timeout=60)
+        # One listener per address: the TLS one gets a port found free.
+        cls.daemon_args = ("--tls-listen", "127.0.0.1:%d" % free_port(),
+                           "--tls-cert", os.path.join(cls.certs, "server.pem"),
+                           "--tls-key", os.path.join(cls.certs, "server.key"))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.certs, ignore_errors=True)
+
+    def wss(self, *args):
+        url = "wss://127.0.0.1:%d" % self.daemon.ports["wss"]
+        return subprocess.run([WSJOB, "--url", url, *args], capture_output=True, timeout=60)
+
+    def test_submit_and_stats_over_wss(self):
+        ca = os.path.join(self.certs, "ca.pem")
+        r = self.wss("--cafile", ca, "submit", "sha256", '{"data":"abc","rounds":1}')
+        self.assertEqual((r.returncode, r.stdout), (0, SHA256_ABC.encode()), r.stderr)
+        r = self.wss("--cafile", ca, "stats", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # The one TLS connection open is the stats request itself.
+        self.assertEqual(json.loads(r.stdout)["connections"]["tls_open"], 1)
+
+    def test_untrusted_certificate_is_refused_unless_insecure(self):
+        r = self.wss("--cafile", os.path.join(self.certs, "self.pem"), "submit", "echo", "x")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"verif", r.stderr)
+        r = self.wss("--insecure", "submit", "echo", "x")
+        self.assertEqual((r.returncode, r.stdout), (0, b"x"), r.stderr)
+
+    def test_bench_over_wss(self):
+        ca = os.path.join(self.certs, "ca.pem")
+        r = self.wss("--cafile", ca, "bench", "-c", "3", "-p", "8", "-n", "3000", "--size", "3000")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.bench_line(r)["jobs"], 3000)
 
 
 class Stats(WsjobCase):
@@ -254,6 +306,19 @@ class Bench(WsjobCase):
         self.assertEqual(r.returncode, 1)
         self.assertEqual(self.bench_line(r)["errors"], 200)
         self.assertIn(b"differs from --expect", r.stderr)
+
+    def test_json_mode_decodes_escaped_and_base64_outputs(self):
+        # The server escapes quotes, backslashes and control characters and
+        # sends bytes that are not UTF-8 as output_b64: both must compare
+        # equal to what was sent.
+        text = 'say "hi"\\ \t\x01 \u00e9 \u2603 \U0001f600 </end>'
+        r = self.wsjob("bench", "--type", "echo", "--input", text, "--expect", text, "-n", "20")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        binary = os.fsdecode(b"\xff\xfe\x80")
+        r = self.wsjob("bench", "--type", "echo", "--input", binary, "--expect", binary, "-n", "5")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.wsjob("bench", "--type", "echo", "--input", binary, "--expect", "x", "-n", "5")
+        self.assertEqual(r.returncode, 1)
 
     def test_job_errors_fail_the_run_unless_allowed(self):
         args = ["bench", "--type", "sha256", "--input", '{"rounds":0}', "-n", "5"]

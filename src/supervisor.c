@@ -73,7 +73,7 @@ static int spawn(struct child *c)
         worker_detach(s->p, s->front);
         if (c->cls == CLASS_CPU)
             cpu_worker_main(s->p, c->first_wid, &s->lim);
-        io_worker_main(s->p, c->first_wid, c->nwids);
+        io_worker_main(s->p, c->first_wid, c->nwids, &s->lim);
     }
     c->pid = pid;
     c->started_ns = monotonic_ns();

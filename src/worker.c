@@ -78,28 +78,59 @@ static void run_one(struct pipeline *p, uint16_t wid, uint64_t handle)
     atomic_fetch_add_explicit(&w->jobs_done, 1, memory_order_relaxed);
 }
 
-/* Takes and runs jobs of ring `cls` until asked to exit or a limit is hit. */
-static void job_loop(struct pipeline *p, uint16_t wid, enum worker_class cls,
-                     const struct worker_limits *lim)
+/* Has this process passed a recycling limit?  `done` counts the jobs of the
+ * whole process (all its threads). */
+static int past_limits(const struct worker_limits *lim, uint64_t done)
 {
-    struct worker_slot *w = pipeline_worker(p, wid);
-    uint64_t done = 0;
+    if (!lim)
+        return 0;
+    if (lim->max_jobs && done >= lim->max_jobs) {
+        log_info("recycling after %llu jobs", (unsigned long long)done);
+        return 1;
+    }
+    if (lim->max_rss) {
+        uint64_t rss = resident_bytes();
+        if (rss > lim->max_rss) {
+            log_info("recycling at %llu resident bytes", (unsigned long long)rss);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Jobs finished by this process: one counter for a CPU worker, shared by
+ * the threads of the I/O worker. */
+static _Atomic uint64_t process_jobs;
+
+/* Asks every worker slot of this process to stop taking jobs; each finishes
+ * the one it holds (nothing is lost) and its loop ends. */
+static void stop_process(struct pipeline *p, uint16_t first_wid, uint16_t n)
+{
+    for (uint16_t i = 0; i < n; i++)
+        atomic_store_explicit(&pipeline_worker(p, (uint16_t)(first_wid + i))->exit_req, 1,
+                              memory_order_release);
+}
+
+struct loop_args {
+    struct pipeline *p;
+    uint16_t wid, first_wid, nwids;
+    enum worker_class cls;
+    const struct worker_limits *lim;
+};
+
+/* Takes and runs jobs of ring `cls` until asked to exit or a limit is hit. */
+static void job_loop(const struct loop_args *a)
+{
+    struct worker_slot *w = pipeline_worker(a->p, a->wid);
     while (!atomic_load_explicit(&w->exit_req, memory_order_acquire)) {
         uint64_t handle;
-        if (shm_jobring_take_wait(p->ring[cls], wid, &w->claim, &handle, IDLE_POLL_MS) < 0)
+        if (shm_jobring_take_wait(a->p->ring[a->cls], a->wid, &w->claim, &handle, IDLE_POLL_MS) < 0)
             continue;
-        run_one(p, wid, handle);
-        done++;
-        if (lim && lim->max_jobs && done >= lim->max_jobs) {
-            log_info("recycling after %llu jobs", (unsigned long long)done);
+        run_one(a->p, a->wid, handle);
+        uint64_t done = atomic_fetch_add(&process_jobs, 1) + 1;
+        if (past_limits(a->lim, done)) {
+            stop_process(a->p, a->first_wid, a->nwids);
             return;
-        }
-        if (lim && lim->max_rss) {
-            uint64_t rss = resident_bytes();
-            if (rss > lim->max_rss) {
-                log_info("recycling at %llu resident bytes", (unsigned long long)rss);
-                return;
-            }
         }
     }
 }
@@ -133,34 +164,33 @@ _Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct wo
     snprintf(role, sizeof role, "cpu-worker %u", wid);
     log_set_role(role);
     announce(p, wid);
-    job_loop(p, wid, CLASS_CPU, lim);
+    struct loop_args a = { .p = p, .wid = wid, .first_wid = wid, .nwids = 1,
+                           .cls = CLASS_CPU, .lim = lim };
+    job_loop(&a);
     _exit(0);
 }
 
-struct io_thread {
-    struct pipeline *p;
-    uint16_t wid;
-};
-
 static void *io_thread_main(void *arg)
 {
-    struct io_thread *t = arg;
-    announce(t->p, t->wid);
-    job_loop(t->p, t->wid, CLASS_IO, NULL);
+    const struct loop_args *a = arg;
+    announce(a->p, a->wid);
+    job_loop(a);
     return NULL;
 }
 
-_Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t nthreads)
+_Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t nthreads,
+                              const struct worker_limits *lim)
 {
     log_set_role("io-worker");
-    struct io_thread *ts = calloc(nthreads, sizeof *ts);
+    struct loop_args *ts = calloc(nthreads, sizeof *ts);
     pthread_t *tids = calloc(nthreads, sizeof *tids);
     if (!ts || !tids) {
         log_error("out of memory starting %u I/O threads", nthreads);
         _exit(1);
     }
     for (uint16_t i = 0; i < nthreads; i++) {
-        ts[i] = (struct io_thread){ .p = p, .wid = (uint16_t)(first_wid + i) };
+        ts[i] = (struct loop_args){ .p = p, .wid = (uint16_t)(first_wid + i), .first_wid = first_wid,
+                                    .nwids = nthreads, .cls = CLASS_IO, .lim = lim };
         int rc = pthread_create(&tids[i], NULL, io_thread_main, &ts[i]);
         if (rc != 0) {
             log_error("pthread_create: %s", strerror(rc));

@@ -19,6 +19,7 @@ struct worker_limits {
 void worker_detach(struct pipeline *p, pid_t front);
 
 _Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct worker_limits *lim);
-_Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t nthreads);
+_Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t nthreads,
+                              const struct worker_limits *lim);
 
 #endif

@@ -415,6 +415,46 @@ class Crashes(unittest.TestCase):
             run(go(), timeout=300)
 
 
+class Recycling(unittest.TestCase):
+    def test_workers_are_recycled_after_max_jobs_losing_nothing(self):
+        with Daemon("--worker-max-jobs", "5", cpu_workers=2, io_threads=2) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                ids = []
+                for i in range(40):
+                    await ws.send(submit_msg("c%d" % i, "modsum", {"n": i, "iterations": 1000}))
+                    await ws.send(submit_msg("i%d" % i, "sleep", {"ms": 1}))
+                    ids += ["c%d" % i, "i%d" % i]
+                _, finals = await collect(ws, ids, timeout=60)
+                for i in range(40):
+                    self.assertEqual(finals["c%d" % i]["output"], str(modsum_ref(i, 1000)))
+                    self.assertEqual(finals["i%d" % i]["output"], "slept 1")
+                await ws.close()
+            run(go())
+            st = d.stats()
+            # 40 cpu jobs at 5 per worker and 40 io jobs at 5 per io process
+            self.assertGreaterEqual(st["workers_restarted_total"], 14)
+            self.assertEqual(st["jobs"]["retried_total"], 0)
+            self.assertIn("recycling after 5 jobs", d.logs())
+
+    def test_workers_are_recycled_past_max_rss(self):
+        with Daemon("--handlers", os.path.join(PLUGINS, "leak.so"), "--worker-max-rss", "64M",
+                    cpu_workers=1) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                pids = set()
+                for i in range(4):
+                    pids.update(d.worker_pids())
+                    await ws.send(submit_msg("l%d" % i, "leak", "40"))
+                    _, finals = await collect(ws, ["l%d" % i], timeout=30)
+                    self.assertEqual(finals["l%d" % i]["event"], "done", finals)
+                    await asyncio.sleep(0.2)
+                self.assertGreaterEqual(len(pids), 2)
+                await ws.close()
+            run(go())
+            self.assertIn("recycling at", d.logs())
+
+
 class RawMode(unittest.TestCase):
     def test_replies_come_back_in_input_order(self):
         with Daemon() as d:

@@ -35,13 +35,15 @@ class Daemon:
         self.args = ["--listen", "127.0.0.1:0", "--cpu-workers", str(cpu_workers),
                      "--io-threads", str(io_threads), *args]
         self.env = env
+        self.preexec = None   # run in the child before exec (limits)
         self.proc = None
         self.port = None
         self.log = b""
 
     def start(self, timeout=10):
         self.proc = subprocess.Popen([WSJOBD, *self.args], stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=self.env)
+                                     stdin=subprocess.DEVNULL, env=self.env,
+                                     preexec_fn=self.preexec)
         # Drain stderr all the time: a full pipe would block the daemon's log
         # writes, and with them its event loop.
         self._reader = threading.Thread(target=self._drain, daemon=True)

@@ -1,0 +1,370 @@
+"""Hostile and broken clients, and faults: the daemon keeps serving, loses
+no job, and answers each kind of garbage the documented way."""
+import asyncio
+import http.server
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import struct
+import threading
+import time
+import unittest
+
+import websockets
+
+from harness import SLOW, Daemon, collect, jobs_conn, run, submit_msg
+
+UPGRADE = (b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def ws_open(port, path=b"/run/echo"):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(UPGRADE % path)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(4096)
+        if not chunk:
+            raise AssertionError("closed during upgrade")
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s, head.split(b"\r\n\r\n", 1)[1]
+
+
+def frame(opcode, payload, fin=True, mask=b"\x01\x02\x03\x04", rsv=0, length=None):
+    n = len(payload) if length is None else length
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    if n < 126:
+        head = bytes([b0, 0x80 | n])
+    elif n < 65536:
+        head = bytes([b0, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([b0, 0x80 | 127]) + struct.pack(">Q", n)
+    masked = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    return head + mask + masked
+
+
+def read_close_code(s, already=b"", timeout=5):
+    """Reads frames until a close frame; returns its code (None if the TCP
+    connection ended without one)."""
+    s.settimeout(timeout)
+    buf = already
+    while True:
+        while len(buf) >= 2:
+            n = buf[1] & 0x7F
+            off = 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, off = struct.unpack(">H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, off = struct.unpack(">Q", buf[2:10])[0], 10
+            if len(buf) < off + n:
+                break
+            op, payload, buf = buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+            if op == 8:
+                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+
+
+class Serving:
+    """Asserts the daemon still serves a well-behaved client promptly."""
+
+    @staticmethod
+    def check(test, d):
+        async def go():
+            ws = await jobs_conn(d)
+            t0 = time.monotonic()
+            await ws.send(submit_msg("ok", "sha256", {"data": "abc", "rounds": 1}))
+            _, finals = await collect(ws, ["ok"], timeout=10)
+            test.assertEqual(finals["ok"]["event"], "done")
+            test.assertLess(time.monotonic() - t0, 2)
+            await ws.close()
+        run(go())
+
+
+class SlowAndSilent(unittest.TestCase):
+    def test_slowloris_connections_are_closed_at_the_timeout(self):
+        with Daemon("--handshake-timeout", "1500") as d:
+            socks = [socket.create_connection(("127.0.0.1", d.port)) for _ in range(50)]
+            t0 = time.monotonic()
+            closed = set()
+            request = b"GET /jobs HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+            i = 0
+            while len(closed) < len(socks) and time.monotonic() - t0 < 6:
+                for k, s in enumerate(socks):
+                    if k in closed:
+                        continue
+                    try:
+                        s.sendall(request[i:i + 1])
+                        s.settimeout(0.001)
+                        if s.recv(1) == b"":
+                            closed.add(k)
+                    except socket.timeout:
+                        pass
+                    except OSError:
+                        closed.add(k)
+                i += 1
+                if i % 5 == 0:
+                    Serving.check(self, d)
+                time.sleep(0.2)
+            took = time.monotonic() - t0
+            self.assertEqual(len(closed), 50)
+            self.assertLess(took, 4)
+            for s in socks:
+                s.close()
+            Serving.check(self, d)
+
+    def test_running_out_of_descriptors_pauses_accepting_and_recovers(self):
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        d = Daemon(cpu_workers=1, io_threads=1)
+        d.preexec = low_limit
+        d.start()
+        try:
+            held = []
+            for _ in range(120):
+                try:
+                    held.append(socket.create_connection(("127.0.0.1", d.port), timeout=1))
+                except OSError:
+                    break
+            time.sleep(1.0)
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                f0 = f.read().rsplit(")", 1)[1].split()
+            time.sleep(1.0)
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                f1 = f.read().rsplit(")", 1)[1].split()
+            cpu = (int(f1[11]) + int(f1[12]) - int(f0[11]) - int(f0[12])) / os.sysconf("SC_CLK_TCK")
+            self.assertLess(cpu, 0.3)   # paused, not spinning on accept
+            self.assertIsNone(d.proc.poll())
+            self.assertIn("pausing", d.logs())
+            for s in held:
+                s.close()
+            time.sleep(0.5)
+            Serving.check(self, d)
+        finally:
+            d.stop()
+
+
+class Frames(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon("--max-message", "64k").start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_a_frame_one_byte_at_a_time(self):
+        s, rest = ws_open(self.d.port)
+        for b in frame(1, b"hello one byte at a time"):
+            s.sendall(bytes([b]))
+            time.sleep(0.002)
+        s.settimeout(5)
+        data = rest
+        while len(data) < 2 + 24:
+            data += s.recv(100)
+        self.assertEqual(data[2:26], b"hello one byte at a time")
+        s.close()
+
+    def test_declared_length_2_63_fails_1002(self):
+        s, rest = ws_open(self.d.port)
+        s.sendall(bytes([0x82, 0xFF]) + struct.pack(">Q", 1 << 63) + b"\0\0\0\0")
+        self.assertEqual(read_close_code(s, rest), 1002)
+        s.close()
+
+    def test_exactly_max_message_passes_one_more_byte_is_1009(self):
+        s, rest = ws_open(self.d.port)
+        s.sendall(frame(2, b"x" * 65536))
+        s.settimeout(5)
+        data = rest
+        while len(data) < 10 + 65536:
+            data += s.recv(1 << 20)
+        self.assertEqual(data[10:10 + 65536], b"x" * 65536)
+        s.sendall(frame(2, b"x" * 65537))
+        self.assertEqual(read_close_code(s, data[10 + 65536:]), 1009)
+        s.close()
+
+    def test_ping_flood_gets_every_pong(self):
+        s, rest = ws_open(self.d.port)
+        n = 2000
+        s.sendall(b"".join(frame(9, struct.pack(">I", i)) for i in range(n)))
+        s.settimeout(10)
+        data = rest
+        want = n * 6
+        while len(data) < want:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            data += chunk
+        pongs = [data[i:i + 6] for i in range(0, want, 6)]
+        self.assertEqual(pongs, [b"\x8a\x04" + struct.pack(">I", i) for i in range(n)])
+        s.close()
+
+    def test_reserved_bits_and_opcodes_fail_1002(self):
+        for bad in (frame(1, b"x", rsv=4), frame(3, b"x"), frame(11, b"x"), frame(9, b"x", fin=False),
+                    frame(0, b"x"), frame(9, b"x" * 126)):
+            s, rest = ws_open(self.d.port)
+            s.sendall(bad)
+            self.assertEqual(read_close_code(s, rest), 1002, bad[:4])
+            s.close()
+        Serving.check(self, self.d)
+
+    def test_half_closed_client_is_closed_and_its_jobs_cancelled(self):
+        s, rest = ws_open(self.d.port, b"/jobs")
+        s.sendall(frame(1, submit_msg("m", "modsum", {"n": 1, "iterations": 10**11}).encode()))
+        time.sleep(0.3)
+        s.shutdown(socket.SHUT_WR)
+        s.settimeout(5)
+        while s.recv(65536):
+            pass
+        s.close()
+        deadline = time.time() + 5
+        while time.time() < deadline and self.d.stats()["jobs"]["in_flight"]:
+            time.sleep(0.05)
+        st = self.d.stats()
+        self.assertEqual(st["jobs"]["in_flight"], 0)
+        time.sleep(1.5)   # the cancel reaches the worker
+        self.assertEqual([w for w in self.d.stats()["workers"] if w["state"] == "busy"], [])
+
+
+class Garbage(unittest.TestCase):
+    def test_malformed_http_requests(self):
+        cases = [
+            (b" / HTTP/1.1\r\n\r\n", 400), (b"GET\r\n\r\n", 400), (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n folded: y\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+            (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 40, 400),
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", 431),
+            (b"DELETE /jobs HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+        ]
+        with Daemon() as d:
+            for req, want in cases:
+                s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+                s.sendall(req)
+                resp = b""
+                while True:
+                    try:
+                        chunk = s.recv(4096)
+                    except socket.timeout:
+                        self.fail("no answer to %r" % req[:50])
+                    if not chunk:
+                        break
+                    resp += chunk
+                s.close()
+                self.assertTrue(resp.startswith(b"HTTP/1.1 %d" % want), (req[:40], resp[:60]))
+            Serving.check(self, d)
+
+    def test_malformed_json_requests(self):
+        nested = "[" * 100000 + "]" * 100000
+        cases = [
+            ("{", None), ("null", None), ('"str"', None), (nested, None),
+            (json.dumps({"op": "submit", "id": 5, "type": "echo"}), None),
+            (json.dumps({"op": "submit", "id": "", "type": "echo"}), None),
+            (json.dumps({"op": "submit", "id": "é" * 40, "type": "echo"}), None),   # 80 bytes
+            (json.dumps({"op": "submit", "id": "a", "type": 7}), "a"),
+            (json.dumps({"op": "submit", "id": "b", "type": "echo", "input_b64": "@@@"}), "b"),
+            (json.dumps({"op": "submit", "id": "c", "type": "echo", "input": "x", "input_b64": "eA=="}), "c"),
+            (json.dumps({"op": "submit", "id": "d", "type": "echo", "timeout_ms": -1}), "d"),
+            (json.dumps({"op": "submit", "id": "e", "type": "sha256", "input": "not json"}), "e"),
+            (json.dumps({"op": "submit", "id": "f", "type": "modsum", "input": {"n": 1, "iterations": 10**12}}), "f"),
+            (json.dumps({"op": "submit", "id": "g", "type": "sleep", "input": {"ms": "5"}}), "g"),
+            (json.dumps({"op": "nop", "id": "h"}), "h"),
+            ('{"op":"submit","id":"i","id":"j","type":"echo"}', None),
+        ]
+        with Daemon() as d:
+            async def go():
+                ws = await jobs_conn(d)
+                for msg, want_id in cases:
+                    await ws.send(msg)
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    self.assertEqual(ev["event"], "error", msg[:60])
+                    self.assertEqual(ev["code"], "bad_request", (msg[:60], ev))
+                    self.assertEqual(ev.get("id"), want_id, msg[:60])
+                await ws.send(b"\x00binary")
+                ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                self.assertEqual(ev["code"], "bad_request")
+                await ws.send(submit_msg("ok", "echo", "still open"))
+                _, finals = await collect(ws, ["ok"])
+                self.assertEqual(finals["ok"]["output"], "still open")
+                await ws.close()
+            run(go())
+            Serving.check(self, d)
+
+
+class _Body(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        time.sleep(0.05)
+        body = ("body of %s" % self.path).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class Faults(unittest.TestCase):
+    def test_killing_the_io_worker_under_load_loses_no_job(self):
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Body)
+        srv.handle_error = lambda *a: None   # a killed fetch drops its connection
+        port = srv.server_address[1]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        kills = 0
+        try:
+            with Daemon("--fetch-allow", "127.0.0.1:%d" % port, "--crash-retries", "100",
+                        cpu_workers=1, io_threads=8) as d:
+                async def killer(stop):
+                    nonlocal kills
+                    while not stop.is_set():
+                        await asyncio.sleep(0.3)
+                        pids = d.worker_pids("io")
+                        if pids:
+                            os.kill(pids[0], signal.SIGKILL)
+                            kills += 1
+                            for _ in range(200):
+                                if pids[0] not in d.worker_pids("io"):
+                                    break
+                                await asyncio.sleep(0.01)
+                async def go():
+                    ws = await jobs_conn(d)
+                    stop = asyncio.Event()
+                    task = asyncio.create_task(killer(stop))
+                    n = 150 if SLOW else 400
+                    expect = {}
+                    for i in range(n):
+                        if i % 2:
+                            expect["s%d" % i] = "slept 20"
+                            await ws.send(submit_msg("s%d" % i, "sleep", {"ms": 20}, timeout_ms=600000))
+                        else:
+                            expect["s%d" % i] = "body of /p%d" % i
+                            await ws.send(submit_msg("s%d" % i, "fetch",
+                                                     {"url": "http://127.0.0.1:%d/p%d" % (port, i)},
+                                                     timeout_ms=600000))
+                    _, finals = await collect(ws, list(expect), timeout=240)
+                    stop.set()
+                    await task
+                    wrong = [(k, v) for k, v in finals.items() if v.get("output") != expect[k]]
+                    self.assertEqual(wrong, [])
+                    await ws.close()
+                run(go(), timeout=300)
+                self.assertGreater(kills, 2)
+        finally:
+            srv.shutdown()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -5,7 +5,8 @@
 # and a table at the end.  Exit status 1 if any case failed.
 #
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
-#   BENCH_SECONDS=10 BENCH_THREADS=1      longer throughput runs, client threads
+#   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
+#   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
 set -u
 
 BUILD=${BUILD:-build}
@@ -14,6 +15,7 @@ WSJOB=$BUILD/wsjob
 SECS=${BENCH_SECONDS:-10}
 THREADS=${BENCH_THREADS:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+SHA_ROUNDS=${BENCH_SHA_ROUNDS:-2000}
 LONG_MODSUM='{"n":1,"iterations":100000000000}'
 
 work=$(mktemp -d)
@@ -138,11 +140,11 @@ sha_cases() {
 }
 
 scaling_cases() {
-    local w expect
+    local w expect input="{\"data\":\"x\",\"rounds\":$SHA_ROUNDS}"
     for w in 1 2; do
         start_daemon --cpu-workers "$w"
-        expect=$("$WSJOB" --url "$URL" submit sha256 '{"data":"x","rounds":2000}')
-        bench "sha256 r2000 ${w}w" --type sha256 --input '{"data":"x","rounds":2000}' \
+        expect=$("$WSJOB" --url "$URL" submit sha256 "$input")
+        bench "sha256 r$SHA_ROUNDS ${w}w" --type sha256 --input "$input" \
             --expect "$expect" -c 8 -p 8 -d 5 --warmup 1
         stop_daemon
     done
@@ -185,7 +187,7 @@ ping_cases() {
 }
 
 idle_case() {
-    start_daemon --log-level warn
+    start_daemon
     sleep 0.5
     bench "$IDLE_CONNS idle websockets" --idle "$IDLE_CONNS" --pid "$DPID"
     stop_daemon
@@ -216,8 +218,13 @@ table() {
     local l a b
     echo
     row "CASE" "FIGURES"
-    grep -E '"bench":"(ring|wake)"' "$results" | while read -r l; do
-        row "shm $(printf '%s' "$l" | field bench)" "$(printf '%s' "$l" | tr -d '{}"' | cut -c1-110)"
+    grep '"bench":"ring"' "$results" | while read -r l; do
+        row "ring $(printf '%s' "$l" | field impl) $(printf '%s' "$l" | field producers)->$(printf '%s' "$l" | field consumers)" \
+            "$(printf '%s' "$l" | field msgs_per_s) msgs/s ($(printf '%s' "$l" | field msg_bytes) B)"
+    done
+    grep '"bench":"wake"' "$results" | while read -r l; do
+        row "wake-up $(printf '%s' "$l" | field impl)" \
+            "p50 $(printf '%s' "$l" | field p50_ns) ns  p99 $(printf '%s' "$l" | field p99_ns) ns"
     done
     latency_row "echo /run/echo 64B, 50 x 16" "echo 64B 50x16"
     latency_row "echo /run/echo 64B, 1 x 1" "echo 64B 1x1"
@@ -228,10 +235,10 @@ table() {
         row "  pipeline vs loopback limit" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
     fi
     latency_row "sha256 r=1 /jobs, 50 x 16" "sha256 r1 json 50x16"
-    latency_row "sha256 r=2000, 1 cpu worker" "sha256 r2000 1w"
-    latency_row "sha256 r=2000, 2 cpu workers" "sha256 r2000 2w"
-    a=$(line_of "sha256 r2000 1w" | field jobs_per_s)
-    b=$(line_of "sha256 r2000 2w" | field jobs_per_s)
+    latency_row "sha256 r=$SHA_ROUNDS, 1 cpu worker" "sha256 r$SHA_ROUNDS 1w"
+    latency_row "sha256 r=$SHA_ROUNDS, 2 cpu workers" "sha256 r$SHA_ROUNDS 2w"
+    a=$(line_of "sha256 r$SHA_ROUNDS 1w" | field jobs_per_s)
+    b=$(line_of "sha256 r$SHA_ROUNDS 2w" | field jobs_per_s)
     if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -gt 0 ]; then
         row "  scaling 1 -> 2 workers" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "x%.2f", b / a }')"
     fi

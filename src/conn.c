@@ -50,6 +50,7 @@ struct conn {
     const struct proto_ops *ops;   /* the route, once upgraded */
     void *ps;                      /* the route's state, owned by the route */
     struct ws_reader rd;
+    uint16_t http_scanned;         /* head bytes known to hold no new LF */
     uint8_t phase;
     uint8_t stats_ok;              /* peer within --stats-allow */
     uint8_t tls;
@@ -377,10 +378,21 @@ static void read_http(struct conn *c)
             return;
         size_t take = len > HEADER_LIMIT + 1 ? HEADER_LIMIT + 1 : len;
         const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
+        /* The parser starts over on each call; a head can only complete with
+         * a new LF, so a peer trickling bytes costs one scan per byte, not
+         * one parse of the whole head per byte. */
+        if (take <= HEADER_LIMIT && c->http_scanned < take &&
+            !memchr(p + c->http_scanned, '\n', take - c->http_scanned)) {
+            c->http_scanned = (uint16_t)take;
+            return;
+        }
         struct http_request req;
         int n = http_request_parse(p, take, HEADER_LIMIT, &req);
-        if (n == HTTP_PARSE_INCOMPLETE)
+        if (n == HTTP_PARSE_INCOMPLETE) {
+            c->http_scanned = (uint16_t)take;
             return;
+        }
+        c->http_scanned = 0;
         if (n == HTTP_PARSE_TOO_LARGE) {
             respond_text(c, 431, NULL, "request header fields too large\n", 0);
             return;

@@ -199,5 +199,7 @@ _Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t n
     }
     for (uint16_t i = 0; i < nthreads; i++)
         pthread_join(tids[i], NULL);
+    free(tids);
+    free(ts);
     _exit(0);
 }

@@ -493,7 +493,7 @@ START_TEST(strings_are_checked)
     };
     for (size_t i = 0; i < sizeof bad_hosts / sizeof *bad_hosts; i++) {
         char want[256];
-        snprintf(want, sizeof want, "wsjobd: --fetch-allow: expected HOST[:PORT] (a name, "
+        snprintf(want, sizeof want, "wsjobd: --fetch-allow: expected HOST[:PORT] or HOST:* (a name, "
                  "an IPv4 address or [IPv6]), got '%s'", bad_hosts[i]);
         expect_arg_error("--fetch-allow", bad_hosts[i], want);
     }

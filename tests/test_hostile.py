@@ -326,6 +326,7 @@ class Faults(unittest.TestCase):
         kills = 0
         try:
             with Daemon("--fetch-allow", "127.0.0.1:%d" % port, "--crash-retries", "100",
+                        "--max-inflight", "1024",
                         cpu_workers=1, io_threads=8) as d:
                 async def killer(stop):
                     nonlocal kills

@@ -9,6 +9,7 @@ import resource
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 import unittest
@@ -237,6 +238,58 @@ class Frames(unittest.TestCase):
         self.assertEqual(st["jobs"]["in_flight"], 0)
         time.sleep(1.5)   # the cancel reaches the worker
         self.assertEqual([w for w in self.d.stats()["workers"] if w["state"] == "busy"], [])
+
+
+class MemoryBudget(unittest.TestCase):
+    def test_many_clients_sending_large_messages_stay_within_the_budget(self):
+        # Per connection the front holds at most one message being reassembled
+        # (--max-message), an output buffer it stops reading at (4 MiB), and
+        # input bytes of jobs in flight live in the bounded shared input heap.
+        clients, msg = 40, 2 << 20
+        with Daemon("--max-message", "2M") as d:
+            rss0 = front_rss(d)
+            async def flood():
+                async def one():
+                    r, w = await asyncio.open_connection("127.0.0.1", d.port)
+                    w.write(UPGRADE % b"/run/echo")
+                    payload = os.urandom(msg)
+                    f = frame(2, payload, mask=b"\0\0\0\0")
+                    t_end = time.monotonic() + 4
+                    while time.monotonic() < t_end:   # never read a reply
+                        w.write(f)
+                        try:
+                            await asyncio.wait_for(w.drain(), 0.5)
+                        except asyncio.TimeoutError:
+                            break
+                    return w
+                writers = await asyncio.gather(*[one() for _ in range(clients)])
+                await asyncio.sleep(1)
+                peak = front_rss(d) - rss0
+                ws = await jobs_conn(d)   # a well-behaved client is served meanwhile
+                t0 = time.monotonic()
+                await ws.send(submit_msg("ok", "echo", "fine"))
+                _, finals = await collect(ws, ["ok"], timeout=10)
+                self.assertEqual(finals["ok"]["output"], "fine")
+                self.assertLess(time.monotonic() - t0, 2)
+                await ws.close()
+                for w in writers:
+                    w.close()
+                return peak
+            peak = run(flood(), timeout=120)
+            budget = clients * (msg + (4 << 20)) + (64 << 20)
+            print("front RSS growth %.1f MiB, budget %.0f MiB" % (peak / 2**20, budget / 2**20),
+                  file=sys.stderr)
+            self.assertLess(peak, budget)
+            time.sleep(1)
+            Serving.check(self, d)
+
+
+def front_rss(d):
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 class Garbage(unittest.TestCase):

@@ -36,8 +36,8 @@ struct shm_bytering *shm_bytering_init(void *mem, size_t capacity)
     r->capacity = capacity_of(capacity);
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
-    atomic_init(&r->space.epoch, 0);
-    atomic_init(&r->space.waiters, 0);
+    shm_evc_init(&r->space);
+    atomic_init(&r->want, 0);
     return r;
 }
 
@@ -70,9 +70,12 @@ int64_t shm_bytering_alloc(struct shm_bytering *r, size_t len, int timeout_ms)
     while (!fits(r, start, len, memory_order_acquire)) {
         if (deadline >= 0 && shm_now_ns() >= deadline)
             return -1;
-        uint32_t e = shm_evc_prepare(&r->space, NULL, 0);
-        /* relaxed: ordered by prepare's fence (the Dekker pair with the
-         * notify in free); the loop condition re-acquires. */
+        /* relaxed: published by prepare's release RMW, which the consumer
+         * acquires (reading the count) before it reads want. */
+        atomic_store_explicit(&r->want, start + len - r->capacity, memory_order_relaxed);
+        struct shm_evc_ticket e = shm_evc_prepare(&r->space, NULL, 0);
+        /* relaxed: ordered after prepare (the pair with the notify in
+         * free; eventcount.h); the loop condition re-acquires. */
         if (!fits(r, start, len, memory_order_relaxed))
             shm_evc_wait_until(&r->space, e, deadline);
         shm_evc_finish(&r->space, NULL, 0);
@@ -108,8 +111,18 @@ void shm_bytering_free(struct shm_bytering *r, int64_t pos, size_t len)
 {
     if (pos < 0)
         return;
-    if (raise_tail(r, (uint64_t)pos + len))
-        shm_evc_notify(&r->space, 1);
+    uint64_t to = (uint64_t)pos + len;
+    if (!raise_tail(r, to))
+        return;
+    /* Either the producer's re-check after prepare sees the new tail, or we
+     * see it counted here, and then (acquire) the want it stored before
+     * counting itself (eventcount.h). */
+    if (!shm_evc_unwoken(&r->space))
+        return;
+    /* Wake only once enough is free: a producer waiting for a large piece
+     * would otherwise be woken by every small free on the way. */
+    if (to >= atomic_load_explicit(&r->want, memory_order_relaxed))
+        shm_evc_wake(&r->space, 1);
 }
 
 void shm_bytering_reset(struct shm_bytering *r)
@@ -117,5 +130,5 @@ void shm_bytering_reset(struct shm_bytering *r)
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     raise_tail(r, head);
     /* The dead producer was the only possible waiter; forget its count. */
-    atomic_store_explicit(&r->space.waiters, 0, memory_order_relaxed);
+    shm_evc_forget(&r->space);
 }

@@ -1,29 +1,81 @@
-/* eventcount.c — the slow paths of eventcount.h: registering as a waiter,
- * sleeping on the epoch futex, and waking. */
+/* eventcount.c — the slow paths of eventcount.h: choosing the barrier
+ * scheme, registering as a waiter, sleeping on the epoch futex, waking. */
 #include "eventcount.h"
 
 #include <limits.h>
+#include <linux/membarrier.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-uint32_t shm_evc_prepare(struct shm_evc *ev, _Atomic uint8_t *flags, uint16_t id)
+/* A waiter whose barrier failed re-checks this often. */
+#define POLL_SLICE_MS 1
+
+static long membarrier(int cmd)
 {
-    /* Count first, flag second: a waiter that dies between the two leaves
-     * the count one high (harmless: one futex_wake per notify), whereas the
-     * other order could let recovery take back a count never given, and a
-     * count that is too low loses wake-ups. */
-    atomic_fetch_add_explicit(&ev->waiters, 1, memory_order_relaxed);
-    if (flags != NULL)
-        atomic_store_explicit(&flags[id], 1, memory_order_relaxed);
-    /* seq_cst fence: the waiter's half of the Dekker pair (see the header).
-     * It orders the increment above before the condition re-check the
-     * caller makes after we return. */
-    atomic_thread_fence(memory_order_seq_cst);
-    /* acquire: pairs with the release bump in shm_evc_wake, so a waiter
-     * that reads the new epoch also sees the condition store that preceded
-     * the bump, and will not sleep on an epoch that no wake will change. */
-    return atomic_load_explicit(&ev->epoch, memory_order_acquire);
+    return syscall(SYS_membarrier, cmd, 0, 0);
 }
 
-int shm_evc_wait_until(struct shm_evc *ev, uint32_t epoch, int64_t deadline_ns)
+/* Registers this process (and so every child forked after) for
+ * MEMBARRIER_CMD_GLOBAL_EXPEDITED, once.  1 when that worked. */
+static int asymmetric_barriers(void)
+{
+    static _Atomic int state;   /* 0 not tried, 1 registered, -1 refused */
+    int s = atomic_load_explicit(&state, memory_order_relaxed);
+    if (s == 0) {
+        s = membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0 ? 1 : -1;
+        atomic_store_explicit(&state, s, memory_order_relaxed);
+    }
+    return s > 0;
+}
+
+/* SHM_BARRIER=symmetric in the environment keeps the symmetric scheme
+ * even where membarrier works: for tests of that path, and for hosts where
+ * an IPI per consumer going to sleep costs more than a locked add per push
+ * (many consumers that sleep and wake at a high rate). */
+static int symmetric_wanted(void)
+{
+    const char *v = getenv("SHM_BARRIER");
+    return v != NULL && strcmp(v, "symmetric") == 0;
+}
+
+void shm_evc_init(struct shm_evc *ev)
+{
+    atomic_init(&ev->epoch, 0);
+    atomic_init(&ev->count, 0);
+    ev->asym = !symmetric_wanted() && asymmetric_barriers();
+}
+
+struct shm_evc_ticket shm_evc_prepare(struct shm_evc *ev, _Atomic uint8_t *flags,
+                                      uint16_t id)
+{
+    struct shm_evc_ticket t = { 0, 0 };
+    /* Count first, flag second: a waiter that dies between the two stays
+     * counted (harmless: one futex_wake per notify), whereas the other
+     * order could let recovery take back a count never given, and a count
+     * that is too low loses wake-ups.
+     * acq_rel: in the symmetric scheme this is the waiter's half of the RMW
+     * pair; in both, the release publishes what the caller stored before
+     * (bytering's want) to a notifier that acquires the count. */
+    atomic_fetch_add_explicit(&ev->count, SHM_EVC_WAITER, memory_order_acq_rel);
+    /* relaxed: read only by recovery, after this process's death was seen
+     * through waitpid. */
+    if (flags != NULL)
+        atomic_store_explicit(&flags[id], 1, memory_order_relaxed);
+    /* The waiter's half of the asymmetric pair: after this, a notifier
+     * either has its condition store visible to our re-check or sees us
+     * counted.  Should it fail, sleep in slices rather than trust it. */
+    if (ev->asym && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
+        t.poll = 1;
+    /* acquire: pairs with the release bump in wake, so a waiter that reads
+     * the new epoch also sees the condition store that preceded the bump,
+     * and will not sleep on an epoch that no wake will change. */
+    t.epoch = atomic_load_explicit(&ev->epoch, memory_order_acquire);
+    return t;
+}
+
+int shm_evc_wait_until(struct shm_evc *ev, struct shm_evc_ticket t, int64_t deadline_ns)
 {
     int timeout_ms = -1;
     if (deadline_ns >= 0) {
@@ -35,7 +87,9 @@ int shm_evc_wait_until(struct shm_evc *ev, uint32_t epoch, int64_t deadline_ns)
         int64_t ms = (left + 999999) / 1000000;
         timeout_ms = ms > INT_MAX ? INT_MAX : (int)ms;
     }
-    shm_futex_wait(&ev->epoch, epoch, timeout_ms);
+    if (t.poll && (timeout_ms < 0 || timeout_ms > POLL_SLICE_MS))
+        timeout_ms = POLL_SLICE_MS;
+    shm_futex_wait(&ev->epoch, t.epoch, timeout_ms);
     return deadline_ns >= 0 && shm_now_ns() >= deadline_ns;
 }
 
@@ -46,13 +100,60 @@ void shm_evc_finish(struct shm_evc *ev, _Atomic uint8_t *flags, uint16_t id)
     if (flags != NULL &&
         atomic_exchange_explicit(&flags[id], 0, memory_order_relaxed) == 0)
         return;
-    atomic_fetch_sub_explicit(&ev->waiters, 1, memory_order_relaxed);
+    /* Leave, and take back one wake if any is outstanding: ours, or one
+     * meant for a waiter still on its way out, which will find none. */
+    uint64_t c = atomic_load_explicit(&ev->count, memory_order_relaxed);
+    for (;;) {
+        uint64_t next = c - SHM_EVC_WAITER;
+        if (c >> 32 != 0)
+            next -= SHM_EVC_WOKEN;
+        if (atomic_compare_exchange_weak_explicit(&ev->count, &c, next,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
+    }
 }
 
-void shm_evc_wake(struct shm_evc *ev, int count)
+/* Bumps the epoch and wakes n queued sleepers. */
+static void bump_and_wake(struct shm_evc *ev, int n)
 {
     /* release: a waiter that reads this epoch in prepare also sees the
      * condition store made before the notify. */
     atomic_fetch_add_explicit(&ev->epoch, 1, memory_order_release);
-    shm_futex_wake(&ev->epoch, count);
+    shm_futex_wake(&ev->epoch, n);
+}
+
+void shm_evc_wake(struct shm_evc *ev, uint32_t n)
+{
+    /* relaxed: bookkeeping only; the caller's check of the count is the
+     * half of the barrier pair. */
+    uint64_t c = atomic_load_explicit(&ev->count, memory_order_relaxed);
+    uint32_t k;
+    do {
+        uint32_t unwoken = (uint32_t)c - (uint32_t)(c >> 32);
+        k = unwoken < n ? unwoken : n;
+        if (k == 0)
+            return;   /* all of them are already being woken */
+    } while (!atomic_compare_exchange_weak_explicit(&ev->count, &c,
+                                                    c + k * SHM_EVC_WOKEN,
+                                                    memory_order_relaxed,
+                                                    memory_order_relaxed));
+    bump_and_wake(ev, k > INT_MAX ? INT_MAX : (int)k);
+}
+
+void shm_evc_wake_all(struct shm_evc *ev)
+{
+    uint64_t c = atomic_load_explicit(&ev->count, memory_order_relaxed);
+    /* relaxed: as in wake.  Everyone counted is marked woken. */
+    while (!atomic_compare_exchange_weak_explicit(&ev->count, &c,
+                                                  (c & 0xffffffffu) * (SHM_EVC_WOKEN + 1),
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+    bump_and_wake(ev, INT_MAX);
+}
+
+void shm_evc_forget(struct shm_evc *ev)
+{
+    atomic_store_explicit(&ev->count, 0, memory_order_relaxed);
 }

@@ -8,11 +8,11 @@
  *                 store EMPTY(p + cap)
  *
  * The producer owns head and writes a slot only when it reads EMPTY(head).
- * Consumers race for the slot at tail with a CAS on its state; the winner
- * moves tail on, so the others need not wait for it to finish.  A consumer
- * that sees a slot already BUSY (or already recycled) moves tail on for
- * whoever claimed it, so a consumer that dies between its two CASes stalls
- * nobody.
+ * Consumers race for the oldest FULL slot with a CAS on its state: one
+ * locked instruction per take.  tail is only where consumers start looking:
+ * the winner stores t + 1 there with a plain store, and a consumer that
+ * finds a slot already claimed (or recycled) walks on to the next, so a
+ * consumer that dies before it moves tail stalls nobody.
  *
  * Where the value is: in the slot until the consumer's release store to
  * *claim, in both until the slot becomes EMPTY(p + cap), in *claim after.
@@ -20,8 +20,10 @@
  * where shm_jobring_recover finds it by the consumer's id.
  *
  * Sleeping: consumers with nothing to take wait on the `ready` eventcount
- * (eventcount.h); the producer's push pays a fence and one load of a shared
- * line, and a futex_wake only while some consumer waits. */
+ * (eventcount.h); the producer's push pays a plain load of a line that
+ * stays shared while consumers are busy (or one locked add, where the
+ * kernel refuses membarrier), and a futex_wake only while some consumer
+ * waits. */
 #include "ring_layout.h"
 
 #include <limits.h>
@@ -50,8 +52,7 @@ struct shm_jobring *shm_jobring_init(void *mem, uint32_t slots)
     r->mask = slots - 1;
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
-    atomic_init(&r->ready.epoch, 0);
-    atomic_init(&r->ready.waiters, 0);
+    shm_evc_init(&r->ready);
     atomic_init(&r->wake_gen, 0);
     for (uint32_t i = 0; i < SHM_EVC_IDS; i++)
         atomic_init(&r->sleeping[i], 0);
@@ -84,14 +85,66 @@ int shm_jobring_push(struct shm_jobring *r, uint64_t value)
     return 0;
 }
 
-/* Moves tail from t to t + 1 if nobody has yet.  tail only ever moves past a
- * position whose slot has been claimed, so it never overtakes a value. */
-static void advance_tail(struct shm_jobring *r, uint64_t t)
+/* Where slot state st stands against position t of the same slot index:
+ * < 0 a lap behind (t not produced yet), 0 at t, > 0 past t (t consumed
+ * and the slot recycled).  On the 45 position bits the state keeps. */
+static int64_t lap_offset(uint64_t st, uint64_t t)
 {
-    /* relaxed: tail is a hint; the slot state words carry the ordering. */
-    atomic_compare_exchange_strong_explicit(&r->tail, &t, t + 1,
-                                            memory_order_relaxed,
-                                            memory_order_relaxed);
+    uint64_t d = ((st >> SLOT_POS_SHIFT) - t) & SLOT_POS_MASK;
+    uint64_t sign = (SLOT_POS_MASK >> 1) + 1;
+    return d & sign ? (int64_t)d - (int64_t)(SLOT_POS_MASK + 1) : (int64_t)d;
+}
+
+/* From position *t, steps over positions already claimed to the first one
+ * that is not, and returns its state (*t is that position).  Every position
+ * below any value tail has held was claimed (a claimer stores t + 1 only
+ * after its CAS on t, and walks only over claimed positions), so the walk
+ * skips no value.  It ends at FULL(t), at EMPTY(t), or at a slot still a
+ * lap behind: the producer has not reached t. */
+static uint64_t walk(struct shm_jobring *r, uint64_t *t)
+{
+    for (;;) {
+        /* relaxed: this load only chooses what to try; the CAS in
+         * claim_slot is what acquires the producer's value. */
+        uint64_t st = atomic_load_explicit(&r->slots[*t & r->mask].state,
+                                           memory_order_relaxed);
+        if (st == slot_state(*t, SLOT_FULL, 0) || st == slot_state(*t, SLOT_EMPTY, 0))
+            return st;
+        if (lap_offset(st, *t) < 0)
+            return st;
+        ++*t;   /* BUSY(t, someone), or recycled past t */
+    }
+}
+
+/* Moves the value of slot s, at position t, into *claim and frees the slot.
+ * 0 when another consumer claimed it first. */
+static int claim_slot(struct shm_jobring *r, struct job_slot *s, uint64_t t, uint16_t id,
+                      _Atomic uint64_t *claim, uint64_t *value)
+{
+    uint64_t full = slot_state(t, SLOT_FULL, 0);
+    /* acquire: reads FULL(t) from the producer's release store, so the
+     * value load below sees what it wrote. */
+    if (!atomic_compare_exchange_strong_explicit(&s->state, &full,
+                                                 slot_state(t, SLOT_BUSY, id),
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed))
+        return 0;
+    /* relaxed, and a plain store rather than a CAS: tail is only where the
+     * next take starts its walk.  Two claimers may store out of order and
+     * move it back a little; the walk steps over what lies between. */
+    if (atomic_load_explicit(&r->tail, memory_order_relaxed) <= t)
+        atomic_store_explicit(&r->tail, t + 1, memory_order_relaxed);
+    uint64_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
+    /* release: whoever reads *claim after our death sees the value, and
+     * the store is ordered before the slot's release below, so there is no
+     * instant when the value is in neither place. */
+    atomic_store_explicit(claim, v, memory_order_release);
+    /* release: our read of the value happens before the producer
+     * (acquiring EMPTY(t + cap)) overwrites it. */
+    atomic_store_explicit(&s->state, slot_state(t + r->capacity, SLOT_EMPTY, 0),
+                          memory_order_release);
+    *value = v;
+    return 1;
 }
 
 int shm_jobring_take(struct shm_jobring *r, uint16_t id,
@@ -99,49 +152,25 @@ int shm_jobring_take(struct shm_jobring *r, uint16_t id,
 {
     if (id == 0 || claim == NULL)
         return -1;
+    /* relaxed: where to start walking; the slot states decide. */
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
     for (;;) {
-        /* relaxed: a stale tail only sends us to a slot whose state shows a
-         * later lap, and we look again; the state word decides. */
-        uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-        struct job_slot *s = &r->slots[t & r->mask];
-        /* relaxed: this load only chooses what to try; the CAS below is
-         * what acquires the producer's value. */
-        uint64_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
-        if (st == slot_state(t, SLOT_FULL, 0)) {
-            /* acquire: reads FULL(t) from the producer's release store, so
-             * the value load below sees what it wrote. */
-            if (!atomic_compare_exchange_strong_explicit(
-                    &s->state, &st, slot_state(t, SLOT_BUSY, id),
-                    memory_order_acquire, memory_order_relaxed))
-                continue;
-            advance_tail(r, t);
-            uint64_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
-            /* release: whoever reads *claim after our death sees the value,
-             * and the store is ordered before the slot's release below, so
-             * there is no instant when the value is in neither place. */
-            atomic_store_explicit(claim, v, memory_order_release);
-            /* release: our read of the value happens before the producer
-             * (acquiring EMPTY(t + cap)) overwrites it. */
-            atomic_store_explicit(&s->state, slot_state(t + r->capacity, SLOT_EMPTY, 0),
-                                  memory_order_release);
-            *value = v;
-            return 0;
-        }
-        if (st == slot_state(t, SLOT_EMPTY, 0))
+        uint64_t st = walk(r, &t);
+        if (st != slot_state(t, SLOT_FULL, 0))
             return -1;
-        if (slot_at(st, t) || st == slot_state(t + r->capacity, SLOT_EMPTY, 0))
-            advance_tail(r, t);   /* claimed by someone who has not moved tail yet */
-        /* otherwise tail was stale by a lap or more: reload it */
+        if (claim_slot(r, &r->slots[t & r->mask], t, id, claim, value))
+            return 0;
+        /* Lost the race for t: the walk goes on from it. */
     }
 }
 
-/* True when the slot at tail is no longer waiting for the producer. */
+/* True when a take might find a value now. */
 static int looks_ready(struct shm_jobring *r)
 {
     /* relaxed: a hint for the spin; take() re-reads everything. */
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t st = atomic_load_explicit(&r->slots[t & r->mask].state, memory_order_relaxed);
-    return st != slot_state(t, SLOT_EMPTY, 0);
+    uint64_t st = walk(r, &t);
+    return st == slot_state(t, SLOT_FULL, 0);
 }
 
 /* Re-checks the ring for at most TAKE_SPIN_NS (and not past the deadline).
@@ -183,22 +212,24 @@ int shm_jobring_take_wait(struct shm_jobring *r, uint16_t id,
     if (id == 0 || claim == NULL)
         return -1;
     uint32_t gen = atomic_load_explicit(&r->wake_gen, memory_order_acquire);
+    if (shm_jobring_take(r, id, claim, value) == 0)
+        return 0;   /* the busy case: no clock read, no syscall */
     int64_t deadline = shm_deadline_ns(timeout_ms);
     for (;;) {
-        if (shm_jobring_take(r, id, claim, value) == 0)
-            return 0;
         if (stopped(r, gen) || expired(deadline))
             return -1;
-        if (spin_for_value(r, deadline))
-            continue;
-        uint32_t e = shm_evc_prepare(&r->ready, r->sleeping, id);
-        /* The re-check after prepare's fence: a push that this take misses
-         * is one whose notify sees us counted, and bumps e. */
-        int got = shm_jobring_take(r, id, claim, value) == 0;
-        if (!got && !stopped(r, gen))
-            shm_evc_wait_until(&r->ready, e, deadline);
-        shm_evc_finish(&r->ready, r->sleeping, id);
-        if (got)
+        if (!spin_for_value(r, deadline)) {
+            struct shm_evc_ticket e = shm_evc_prepare(&r->ready, r->sleeping, id);
+            /* The re-check after prepare: a push that this take misses is
+             * one whose notify sees us counted, and bumps the epoch. */
+            int got = shm_jobring_take(r, id, claim, value) == 0;
+            if (!got && !stopped(r, gen))
+                shm_evc_wait_until(&r->ready, e, deadline);
+            shm_evc_finish(&r->ready, r->sleeping, id);
+            if (got)
+                return 0;
+        }
+        if (shm_jobring_take(r, id, claim, value) == 0)
             return 0;
     }
 }
@@ -210,7 +241,7 @@ void shm_jobring_wake_all(struct shm_jobring *r)
      * generation in stopped(); one that read the old epoch has its
      * futex_wait refused or woken by the wake below. */
     atomic_fetch_add_explicit(&r->wake_gen, 1, memory_order_release);
-    shm_evc_wake(&r->ready, INT_MAX);
+    shm_evc_wake_all(&r->ready);
 }
 
 size_t shm_jobring_recover(struct shm_jobring *r, uint16_t id,
@@ -239,10 +270,14 @@ size_t shm_jobring_recover(struct shm_jobring *r, uint16_t id,
 
 uint32_t shm_jobring_depth(const struct shm_jobring *r)
 {
-    /* relaxed: a statistic.  The two loads are not a snapshot, hence the
-     * clamping. */
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
+    /* walk() only reads; it takes a non-const ring because take shares it. */
+    struct shm_jobring *w = (struct shm_jobring *)r;
+    /* relaxed: a statistic, and the loads are not a snapshot (hence the
+     * clamping).  The walk skips what claimers took but did not yet (or,
+     * racing, never) move tail past, so claimed values do not count. */
+    uint64_t t = atomic_load_explicit(&w->tail, memory_order_relaxed);
+    walk(w, &t);
+    uint64_t h = atomic_load_explicit(&w->head, memory_order_relaxed);
     if (h <= t)
         return 0;
     return h - t > r->capacity ? r->capacity : (uint32_t)(h - t);

@@ -22,6 +22,13 @@
  *  heap      one owner allocates and frees (in any order); other processes
  *            only read.  Metadata lives in the owner's private memory.
  *
+ * Rings are initialised before fork, in the process that creates the
+ * region.  Sleeping and waking (shm/eventcount.h) use membarrier(2) where
+ * the kernel allows it, so that a producer's push makes no locked
+ * instruction; SHM_BARRIER=symmetric in the environment at init time
+ * chooses a locked add per push instead of a barrier IPI per consumer
+ * going to sleep.
+ *
  * Memory-ordering arguments are beside the loads and stores in
  * shm/jobring.c, replyring.c, bytering.c and eventcount.h. */
 #ifndef WSJOBD_RING_H

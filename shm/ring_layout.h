@@ -4,15 +4,19 @@
  *
  * Slot state word (64 bits):
  *
- *     63 ............... 18 | 17 16 | 15 ........ 0
- *     position (low 46 bits)  kind    id, or length
+ *     63 ............... 19 |   18  | 17 16 | 15 ........ 0
+ *     position (low 45 bits)  armed   kind    id, or length
  *
  * A slot at index i holds positions i, i + cap, i + 2 cap, ...; the state
  * says which of them it is at and what it holds.  Positions are compared by
- * equality only, so the 64-bit position counter losing its top 18 bits in
+ * equality only, so the 64-bit position counter losing its top 19 bits in
  * the word is harmless: a stale state could match only if the ring advanced
- * by a multiple of 2^46 positions while one process sat between reading the
- * state and its compare-and-swap (about a week at 10^8 pushes per second). */
+ * by a multiple of 2^45 positions while one process sat between reading the
+ * state and its compare-and-swap (four days at 10^8 pushes per second).
+ *
+ * `armed` (replyring only) is set by the consumer on the slot at its tail
+ * before it sleeps; whoever publishes that slot sees it in the value its
+ * RMW replaces, and writes the eventfd. */
 #ifndef WSJOBD_RING_LAYOUT_H
 #define WSJOBD_RING_LAYOUT_H
 
@@ -23,7 +27,8 @@
 #include "eventcount.h"
 #include "ring.h"
 
-#define SLOT_POS_SHIFT  18
+#define SLOT_POS_SHIFT  19
+#define SLOT_ARMED      (UINT64_C(1) << 18)
 #define SLOT_KIND_SHIFT 16
 #define SLOT_POS_MASK   ((UINT64_C(1) << (64 - SLOT_POS_SHIFT)) - 1)
 
@@ -44,6 +49,11 @@ static inline uint64_t slot_state(uint64_t pos, enum slot_kind kind, uint16_t lo
 static inline int slot_at(uint64_t state, uint64_t pos)
 {
     return state >> SLOT_POS_SHIFT == (pos & SLOT_POS_MASK);
+}
+
+static inline int slot_armed(uint64_t state)
+{
+    return (state & SLOT_ARMED) != 0;
 }
 
 static inline enum slot_kind slot_kind(uint64_t state)
@@ -69,8 +79,9 @@ struct shm_jobring {
     uint32_t mask;                   /* capacity - 1 */
     /* Producer line: written by the producer only, read for depth. */
     alignas(64) _Atomic uint64_t head;
-    /* Consumer line: the next position to take.  A hint kept close to the
-     * truth by every consumer (including helpers); the slot state decides. */
+    /* Consumer line: where a take starts looking.  Stored (plainly) by
+     * each claimer as its position + 1; may lag behind claims, never
+     * ahead of an unclaimed value; takes walk over what it lags. */
     alignas(64) _Atomic uint64_t tail;
     /* Sleep line: consumers waiting for a value, and the wake_all count. */
     alignas(64) struct shm_evc ready;
@@ -85,7 +96,8 @@ struct shm_jobring {
  * with the first 56 record bytes, so a short record costs one line. */
 struct reply_slot {
     _Atomic uint64_t state; /* EMPTY(p) / BUSY(p, producer id) /
-                               FULL(p, length) / TOMB(p) */
+                               FULL(p, length) / TOMB(p); EMPTY and BUSY
+                               may carry SLOT_ARMED */
     unsigned char rec[SHM_REPLY_REC];
 };
 
@@ -96,10 +108,9 @@ struct shm_replyring {
     /* Producers' line: the next position to write (advanced by CAS, with
      * help). */
     alignas(64) _Atomic uint64_t head;
-    /* Consumer's line: written by the consumer only, read for depth. */
+    /* Consumer's line: written by the consumer only; read for depth and by
+     * producers deciding whether to sleep. */
     alignas(64) _Atomic uint64_t tail;
-    /* 1 while the consumer is (about to be) asleep on the eventfd. */
-    alignas(64) _Atomic uint32_t armed;
     /* Producers waiting for a free slot. */
     alignas(64) struct shm_evc space;
     alignas(64) _Atomic uint8_t waiting[SHM_EVC_IDS]; /* per producer id */
@@ -114,8 +125,9 @@ struct shm_bytering {
     alignas(64) _Atomic uint64_t head;
     /* Consumer line: everything below is free (monotonic byte position). */
     alignas(64) _Atomic uint64_t tail;
-    /* The producer, waiting for space. */
+    /* The producer, waiting for space: it sleeps until tail >= want. */
     alignas(64) struct shm_evc space;
+    _Atomic uint64_t want;
     alignas(64) unsigned char data[];
 };
 

@@ -54,6 +54,17 @@ static inline uint64_t wl_message_count(uint64_t dflt)
     return (*end == '\0' && v > 0) ? (uint64_t)v : dflt;
 }
 
+/* Loop tests run twice: _i == 0 with the barrier scheme the kernel allows,
+ * _i == 1 with the symmetric one forced (eventcount.h).  Before any ring
+ * is initialised. */
+static inline void wl_barrier_mode(int symmetric)
+{
+    if (symmetric)
+        setenv("SHM_BARRIER", "symmetric", 1);
+    else
+        unsetenv("SHM_BARRIER");
+}
+
 static inline uint64_t wl_rand(uint64_t *s)
 {
     /* xorshift64*: fast, and enough to vary sizes and timings. */

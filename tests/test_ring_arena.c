@@ -1,22 +1,10 @@
 /* test_ring_arena.c — unit tests of the byte arenas: shm/bytering.c and
  * shm/heap.c. */
-#include <check.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "ring_layout.h"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "ring_fixture.h"
 
 /* ---- bytering ---------------------------------------------------------- */
 
@@ -130,13 +118,14 @@ END_TEST
 
 START_TEST(bytering_alloc_times_out)
 {
+    barrier_mode(_i);
     struct shm_bytering *r = bytering(1024);
     ck_assert_int_ge(shm_bytering_alloc(r, 512, 0), 0);
     ck_assert_int_ge(shm_bytering_alloc(r, 512, 0), 0);
     int64_t t0 = now_ms();
     ck_assert_int_eq(shm_bytering_alloc(r, 8, 50), -1);
     ck_assert_int_ge(now_ms() - t0, 50);
-    ck_assert_uint_eq(atomic_load(&r->space.waiters), 0);
+    ck_assert_uint_eq(shm_evc_waiting(&r->space), 0);
     free(br_mem);
 }
 END_TEST
@@ -157,6 +146,7 @@ static void *alloc_waiting(void *p)
 
 START_TEST(bytering_producer_sleeps_until_free)
 {
+    barrier_mode(_i);
     struct shm_bytering *r = bytering(1024);
     int64_t a = shm_bytering_alloc(r, 500, 0);
     int64_t b = shm_bytering_alloc(r, 500, 0);
@@ -165,9 +155,9 @@ START_TEST(bytering_producer_sleeps_until_free)
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, alloc_waiting, &w), 0);
     int64_t until = now_ms() + 5000;
-    while (atomic_load(&r->space.waiters) == 0 && now_ms() < until)
+    while (shm_evc_waiting(&r->space) == 0 && now_ms() < until)
         usleep(200);
-    ck_assert_uint_eq(atomic_load(&r->space.waiters), 1);
+    ck_assert_uint_eq(shm_evc_waiting(&r->space), 1);
     usleep(20000);
     ck_assert_int_eq(atomic_load(&w.done), 0);       /* still asleep */
     uint32_t epoch = atomic_load(&r->space.epoch);
@@ -374,8 +364,8 @@ static Suite *arena_suite(void)
     tcase_add_test(tb, bytering_capacity_rounds_up);
     tcase_add_test(tb, bytering_wraps_with_skip);
     tcase_add_test(tb, bytering_contents_survive_many_laps);
-    tcase_add_test(tb, bytering_alloc_times_out);
-    tcase_add_test(tb, bytering_producer_sleeps_until_free);
+    tcase_add_loop_test(tb, bytering_alloc_times_out, 0, 2);
+    tcase_add_loop_test(tb, bytering_producer_sleeps_until_free, 0, 2);
     tcase_add_test(tb, bytering_reset_forgets_everything);
     suite_add_tcase(s, tb);
 

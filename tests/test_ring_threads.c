@@ -2,7 +2,9 @@
  * threads in place of processes, so ThreadSanitizer can watch every access
  * (make SANITIZE=thread).  Also streams payloads through a bytering.
  *
- * RING_STRESS_MSGS sets the message count (default 1,000,000). */
+ * Each test runs twice: with the barrier scheme the kernel allows, then
+ * with the symmetric one forced.  RING_STRESS_MSGS sets the message count
+ * (default 1,000,000). */
 #include <check.h>
 #include <pthread.h>
 #include <sched.h>
@@ -37,6 +39,7 @@ static void *jobs_thread(void *p)
 
 START_TEST(jobs_one_producer_four_consumer_threads)
 {
+    wl_barrier_mode(_i);
     uint64_t n = wl_message_count(DEFAULT_MSGS);
     struct shm_region *reg = region(wl_jobs_region_bytes());
     struct wl_jobs *j = wl_jobs_setup(reg);
@@ -62,7 +65,9 @@ START_TEST(jobs_one_producer_four_consumer_threads)
     ck_assert_uint_eq(atomic_load(&j->bad_sum), 0);
     ck_assert_uint_eq(atomic_load(&j->bad_push), 0);
     /* Every sleeper went back to work or left: nobody is still counted. */
-    ck_assert_uint_eq(atomic_load(&j->ring->ready.waiters), 0);
+    ck_assert_uint_eq(shm_evc_waiting(&j->ring->ready), 0);
+    if (_i)
+        ck_assert_uint_eq(j->ring->ready.asym, 0);
     shm_region_destroy(reg);
 }
 END_TEST
@@ -84,6 +89,7 @@ static void *replies_thread(void *p)
 
 START_TEST(replies_four_producer_threads_one_consumer)
 {
+    wl_barrier_mode(_i);
     uint64_t per = (wl_message_count(DEFAULT_MSGS) + WL_PRODUCERS - 1) / WL_PRODUCERS;
     struct shm_region *reg = region(wl_replies_region_bytes());
     struct wl_replies *w = wl_replies_setup(reg);
@@ -104,7 +110,7 @@ START_TEST(replies_four_producer_threads_one_consumer)
     ck_assert_uint_eq(rep.bad_sum, 0);
     ck_assert_uint_eq(rep.bad_len, 0);
     ck_assert_uint_eq(rep.lost_wakeups, 0);
-    ck_assert_uint_eq(atomic_load(&w->ring->space.waiters), 0);
+    ck_assert_uint_eq(shm_evc_waiting(&w->ring->space), 0);
     shm_region_destroy(reg);
 }
 END_TEST
@@ -157,6 +163,7 @@ static void *stream_producer(void *p)
 
 START_TEST(bytering_stream_between_threads)
 {
+    wl_barrier_mode(_i);
     struct shm_region *reg = region(STREAM_BYTES + (2 << 20));
     struct stream *s = shm_region_alloc(reg, sizeof *s, 64);
     void *bm = shm_region_alloc(reg, shm_bytering_size(STREAM_BYTES), 64);
@@ -196,9 +203,9 @@ static Suite *threads_suite(void)
     Suite *s = suite_create("ring_threads");
     TCase *tc = tcase_create("threads");
     tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, jobs_one_producer_four_consumer_threads);
-    tcase_add_test(tc, replies_four_producer_threads_one_consumer);
-    tcase_add_test(tc, bytering_stream_between_threads);
+    tcase_add_loop_test(tc, jobs_one_producer_four_consumer_threads, 0, 2);
+    tcase_add_loop_test(tc, replies_four_producer_threads_one_consumer, 0, 2);
+    tcase_add_loop_test(tc, bytering_stream_between_threads, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

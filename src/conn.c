@@ -381,7 +381,7 @@ static void read_http(struct conn *c)
         /* The parser starts over on each call; a head can only complete with
          * a new LF, so a peer trickling bytes costs one scan per byte, not
          * one parse of the whole head per byte. */
-        if (take <= HEADER_LIMIT && c->http_scanned < take &&
+        if (take <= HEADER_LIMIT && c->http_scanned && c->http_scanned < take &&
             !memchr(p + c->http_scanned, '\n', take - c->http_scanned)) {
             c->http_scanned = (uint16_t)take;
             return;

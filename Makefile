@@ -5,6 +5,7 @@
 #   make SANITIZE=thread      ThreadSanitizer build (rings, I/O threads)
 #   make test                 unit (Check) + integration tests
 #   make bench / bench-ring   benchmarks
+#   make bench-compare        wsjobd beside FastAPI, Node.js and fork-per-connection
 #   make fuzz FUZZ_SECONDS=60 libFuzzer targets (clang)
 #   make install PREFIX=/usr/local DESTDIR=
 
@@ -50,7 +51,7 @@ PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
 # against the daemon at dlopen time.
 EXPORTS  := -Wl,--dynamic-list=src/wsjob.sym
 
-.PHONY: all run test unit integration bench bench-ring fuzz install clean deps lint
+.PHONY: all run test unit integration bench bench-ring bench-compare fuzz install clean deps lint
 all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS) $(EXAMPLE_SO)
 
 $(BUILD)/%.o: %.c
@@ -99,6 +100,9 @@ bench-ring: all $(BUILD)/tests/bench_ring
 
 bench: deps all $(BENCHES)
 	@BUILD=$(BUILD) scripts/bench.sh
+
+bench-compare: deps all
+	@BUILD=$(BUILD) scripts/compare.sh
 
 FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/%.c=build-fuzz/%)

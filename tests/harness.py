@@ -101,6 +101,14 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(5)
+        # A worker that trips a sanitizer dies and is replaced, so its report
+        # would pass unnoticed but for this.
+        for mark in (b"ERROR: AddressSanitizer", b"WARNING: ThreadSanitizer", b"runtime error:",
+                     b"ERROR: LeakSanitizer"):
+            if mark in self.log:
+                at = self.log.index(mark)
+                raise AssertionError("sanitizer report from wsjobd:\n" +
+                                     self.log[max(0, at - 200):at + 3000].decode(errors="replace"))
         return self.proc.returncode
 
     def __enter__(self):

@@ -437,14 +437,14 @@ class Recycling(unittest.TestCase):
                     self.assertEqual(finals["i%d" % i]["output"], "slept 1")
                 await ws.close()
             run(go())
-            # 40 cpu jobs at 5 per worker and 40 io jobs at 5 per io process;
-            # the last exits may still be being reaped.
+            # 40 cpu jobs at 5 per worker: 8 exits; 40 io jobs at 5 or 6 per io
+            # process (its other thread finishes the job it holds): 6 or more.
             for _ in range(100):
                 st = d.stats()
-                if st["workers_restarted_total"] >= 14:
+                if st["workers_restarted_total"] >= 13:
                     break
                 time.sleep(0.05)
-            self.assertGreaterEqual(st["workers_restarted_total"], 14)
+            self.assertGreaterEqual(st["workers_restarted_total"], 13)
             self.assertEqual(st["jobs"]["retried_total"], 0)
             self.assertIn("recycling after 5 jobs", d.logs())
 

@@ -156,6 +156,15 @@ async def collect(ws, ids, timeout=60):
     return got, finals
 
 
+def front_rss(d):
+    """Resident bytes of the daemon's front process."""
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

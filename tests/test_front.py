@@ -7,7 +7,7 @@ import unittest
 
 import websockets
 
-from harness import Daemon, collect, jobs_conn, run, submit_msg
+from harness import Daemon, collect, front_rss, jobs_conn, run, submit_msg
 
 
 def raw_request(port, data, timeout=5, read_all=True):
@@ -242,14 +242,6 @@ class Limits(unittest.TestCase):
                 await ws.close()
                 w.close()
             run(go())
-
-
-def front_rss(d):
-    with open("/proc/%d/status" % d.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Config(unittest.TestCase):

@@ -16,7 +16,7 @@ import unittest
 
 import websockets
 
-from harness import SLOW, Daemon, collect, jobs_conn, run, submit_msg
+from harness import SLOW, Daemon, collect, front_rss, jobs_conn, run, submit_msg
 
 UPGRADE = (b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -285,14 +285,6 @@ class MemoryBudget(unittest.TestCase):
             self.assertLess(peak, budget)
             time.sleep(1)
             Serving.check(self, d)
-
-
-def front_rss(d):
-    with open("/proc/%d/status" % d.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Garbage(unittest.TestCase):

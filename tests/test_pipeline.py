@@ -12,7 +12,7 @@ import unittest
 
 import websockets
 
-from harness import SLOW, Daemon, PLUGINS, collect, jobs_conn, run, submit_msg
+from harness import SLOW, Daemon, PLUGINS, collect, front_rss, jobs_conn, run, submit_msg
 
 SHA_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 LONG_MODSUM = {"n": 1, "iterations": 100000000000}
@@ -525,14 +525,6 @@ class Streams(unittest.TestCase):
                 await fast.close()
                 await slow.close()
             run(go())
-
-
-def front_rss(d):
-    with open("/proc/%d/status" % d.proc.pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 class Plugins(unittest.TestCase):

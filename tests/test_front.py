@@ -210,6 +210,21 @@ class Limits(unittest.TestCase):
                 self.assertEqual(cm.exception.status_code, 403)
                 ws = await websockets.connect(d.url + "/jobs?token=s3cret", origin="https://good.example")
                 await ws.close()
+                # the raw routes are guarded the same way
+                with self.assertRaises(websockets.InvalidStatusCode) as cm:
+                    await websockets.connect(d.url + "/run/echo")
+                self.assertEqual(cm.exception.status_code, 401)
+                with self.assertRaises(websockets.InvalidStatusCode) as cm:
+                    await websockets.connect(d.url + "/run/echo?token=s3cret", origin="https://evil.example")
+                self.assertEqual(cm.exception.status_code, 403)
+                ws = await websockets.connect(d.url + "/run/echo?token=s3cret")
+                await ws.send("through")
+                self.assertEqual(await ws.recv(), "through")
+                await ws.close()
+                # a wrong token of the right length is refused too
+                with self.assertRaises(websockets.InvalidStatusCode) as cm:
+                    await websockets.connect(d.url + "/jobs?token=s3creT")
+                self.assertEqual(cm.exception.status_code, 401)
             run(go())
 
     def test_client_that_never_reads_is_bounded_and_others_are_served(self):

@@ -72,7 +72,7 @@ int wsjob_emit(wsjob_ctx *ctx, const void *data, size_t len);
 void wsjob_progress(wsjob_ctx *ctx, uint64_t done, uint64_t total);
 
 /* Non-zero once the job was cancelled or its deadline passed.  Cheap: one
- * atomic load and, every so often, a clock read.  Poll it between steps. */
+ * atomic load and one vDSO clock read.  Poll it between steps. */
 int wsjob_cancelled(wsjob_ctx *ctx);
 
 /* Milliseconds left until the job's deadline (0 when past it). */

@@ -104,7 +104,8 @@ size_t shm_replyring_pop(struct shm_replyring *r, void *rec);
  * meanwhile (drain again; it stays disarmed). */
 int shm_replyring_arm(struct shm_replyring *r);
 
-/* Consumer only: reads and discards the eventfd counter. */
+/* Consumer only: reads and discards the eventfd counter (for a level-
+ * triggered watcher; an edge-triggered one need not call it). */
 void shm_replyring_ack(struct shm_replyring *r);
 
 /* After producer `id` died: its half-written slots become tombstones that

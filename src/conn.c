@@ -275,12 +275,6 @@ static void respond(struct conn *c, int status, const char *extra, const char *c
         close_when_flushed(c);
 }
 
-void conn_http_respond(struct conn *c, int status, const char *extra, const char *ctype,
-                       const void *body, size_t len, int keep)
-{
-    respond(c, status, extra, ctype, body, len, keep);
-}
-
 static void respond_text(struct conn *c, int status, const char *extra, const char *text, int keep)
 {
     respond(c, status, extra, "text/plain; charset=utf-8", text, strlen(text), keep);

@@ -73,6 +73,11 @@ void dispatch_ack(struct dispatch *d, uint32_t job, uint64_t bytes);
 /* Answers every unanswered job `shutting_down`. */
 void dispatch_fail_all(struct dispatch *d, enum job_error code, const char *msg);
 
+/* Call after each turn of the loop, before it sleeps: while reply wake-ups
+ * are moderated, replies that came in meanwhile are answered now rather
+ * than at the next look. */
+void dispatch_before_sleep(struct dispatch *d);
+
 /* Drains the reply ring; returns records handled. */
 size_t dispatch_drain(struct dispatch *d);
 

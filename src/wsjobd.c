@@ -304,7 +304,10 @@ int main(int argc, char **argv)
     startup_deadline_ns = monotonic_ns() + (int64_t)STARTUP_WAIT_MS * 1000000;
     event_add(startup_ev, &tick);
 
-    event_base_dispatch(front.base);
+    /* One turn at a time, so dispatch gets its look before the loop sleeps
+     * (libevent 2.1 has no prepare hook). */
+    while (event_base_loop(front.base, EVLOOP_ONCE) == 0 && !event_base_got_exit(front.base))
+        dispatch_before_sleep(front.d);
 
     supervisor_stop(front.sup, 2000);
     log_info("stopped");

@@ -109,6 +109,58 @@ class Concurrency(unittest.TestCase):
             run(go())
 
 
+def front_sleeps(d):
+    """Voluntary context switches of the front: how often it slept."""
+    with open("/proc/%d/status" % d.proc.pid) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches for the front")
+
+
+class ReplyModeration(unittest.TestCase):
+    def test_a_backlog_of_cpu_jobs_does_not_wake_the_front_per_reply(self):
+        # 250 sha256 jobs queued at once on one worker: replies arrive a
+        # fraction of a millisecond apart, while the ring still holds jobs.
+        # Woken per reply, the front would sleep about once per job.
+        n = 250
+        inp = {"data": "m", "rounds": 2000}
+        with Daemon(cpu_workers=1) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                before = front_sleeps(d)
+                for i in range(n):
+                    await ws.send(submit_msg("h%d" % i, "sha256", inp))
+                _, finals = await collect(ws, ["h%d" % i for i in range(n)])
+                sleeps = front_sleeps(d) - before
+                want = sha_rounds("m", 2000)
+                self.assertTrue(all(f.get("output") == want for f in finals.values()), finals)
+                self.assertLess(sleeps, n // 2, "front slept %d times for %d replies" % (sleeps, n))
+                await ws.close()
+            run(go())
+
+    def test_slow_replies_behind_a_backlog_are_not_left_waiting(self):
+        # One worker, jobs of ~0.1 s each queued behind each other: every
+        # look after a reply finds nothing, so the front must go back to the
+        # eventfd, or the next replies would wait for some unrelated wake-up.
+        # Nothing else happens on this connection while they run.
+        iters = 20000000 if SLOW else 100000000
+        with Daemon(cpu_workers=1) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                t0 = time.monotonic()
+                for i in range(6):
+                    await ws.send(submit_msg("m%d" % i, "modsum", {"n": 3, "iterations": iters}))
+                got, finals = await collect(ws, ["m%d" % i for i in range(6)], timeout=30)
+                self.assertTrue(all(f["event"] == "done" for f in finals.values()), finals)
+                run_s = sum(f["run_us"] for f in finals.values()) / 1e6
+                took = time.monotonic() - t0
+                # generous: queueing plus a few moderation looks per job
+                self.assertLess(took, run_s + 1.0, (took, run_s))
+                await ws.close()
+            run(go())
+
+
 class Cancel(unittest.TestCase):
     def test_cancel_reaches_a_running_modsum_and_the_next_job_runs_at_once(self):
         with Daemon(cpu_workers=1) as d:

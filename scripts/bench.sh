@@ -139,15 +139,45 @@ sha_cases() {
         --expect "$one" -c 50 -p 16 -d 5 --warmup 1
 }
 
+# Twice each, alternating, so a slow spell of this shared machine does not
+# land on one side of the ratio only; the table shows the means.
 scaling_cases() {
-    local w expect input="{\"data\":\"x\",\"rounds\":$SHA_ROUNDS}"
-    for w in 1 2; do
-        start_daemon --cpu-workers "$w"
-        expect=$("$WSJOB" --url "$URL" submit sha256 "$input")
-        bench "sha256 r$SHA_ROUNDS ${w}w" --type sha256 --input "$input" \
-            --expect "$expect" -c 8 -p 8 -d 5 --warmup 1
-        stop_daemon
+    local w r expect input="{\"data\":\"x\",\"rounds\":$SHA_ROUNDS}"
+    for r in 1 2; do
+        for w in 1 2; do
+            start_daemon --cpu-workers "$w"
+            expect=$("$WSJOB" --url "$URL" submit sha256 "$input")
+            bench "sha256 r$SHA_ROUNDS ${w}w" --type sha256 --input "$input" \
+                --expect "$expect" -c 8 -p 8 -d 5 --warmup 1
+            stop_daemon
+        done
     done
+}
+
+# sha256_vs_openssl: the chain's cost per round (one hash of 64 bytes), from
+# one long job on one worker, beside `openssl speed` on the same CPU: its
+# cost per 64-byte message through EVP and per block in bulk.
+openssl_ns_per_64B() {   # openssl_ns_per_64B BUFFER_BYTES
+    openssl speed -seconds 2 -bytes "$1" -evp sha256 2>/dev/null |
+        awk '$1 == "sha256" { sub("k", "", $NF); printf "%.1f", 64e9 / ($NF * 1000) }'
+}
+
+sha256_vs_openssl_case() {
+    local rounds=5000000 us chain_ns m64 bulk
+    bench "sha256 chain r$rounds" --type sha256 --input "{\"data\":\"x\",\"rounds\":$rounds}" \
+        -c 1 -p 1 -n 2 || return
+    us=$(line_of "sha256 chain r$rounds" | field p50_us)
+    chain_ns=$(awk -v us="$us" -v r="$rounds" 'BEGIN { printf "%.1f", us * 1000 / r }')
+    if ! command -v openssl >/dev/null; then
+        say "openssl not installed: no comparison"
+        return
+    fi
+    # `openssl speed` prints thousands of bytes a second, last column: ns
+    # per 64 bytes is 64e9 / (that * 1000).
+    m64=$(openssl_ns_per_64B 64)
+    bulk=$(openssl_ns_per_64B 16384)
+    printf '{"bench":"sha256_vs_openssl","chain_ns_per_round":%s,"openssl_evp_ns_per_64B_message":%s,"openssl_bulk_ns_per_64B_block":%s}\n' \
+        "$chain_ns" "${m64:-null}" "${bulk:-null}" | tee -a "$results"
 }
 
 sleep_cases() {
@@ -203,6 +233,11 @@ line_of() {
     grep -F "\"case\":\"$1\"" "$results" | tail -1
 }
 
+mean_of() {   # mean_of CASE FIELD: over every run of the case
+    grep -F "\"case\":\"$1\"" "$results" | field "$2" |
+        awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n }'
+}
+
 row() {
     printf '%-34s %s\n' "$1" "$2"
 }
@@ -235,12 +270,17 @@ table() {
         row "  pipeline vs loopback limit" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f%%", 100 * a / b }')"
     fi
     latency_row "sha256 r=1 /jobs, 50 x 16" "sha256 r1 json 50x16"
-    latency_row "sha256 r=$SHA_ROUNDS, 1 cpu worker" "sha256 r$SHA_ROUNDS 1w"
-    latency_row "sha256 r=$SHA_ROUNDS, 2 cpu workers" "sha256 r$SHA_ROUNDS 2w"
-    a=$(line_of "sha256 r$SHA_ROUNDS 1w" | field jobs_per_s)
-    b=$(line_of "sha256 r$SHA_ROUNDS 2w" | field jobs_per_s)
+    for w in 1 2; do
+        row "sha256 r=$SHA_ROUNDS, $w cpu worker(s)" "$(grep -cF "\"case\":\"sha256 r$SHA_ROUNDS ${w}w\"" "$results") runs, mean $(mean_of "sha256 r$SHA_ROUNDS ${w}w" jobs_per_s) jobs/s  p99 $(mean_of "sha256 r$SHA_ROUNDS ${w}w" p99_us) us"
+    done
+    a=$(mean_of "sha256 r$SHA_ROUNDS 1w" jobs_per_s)
+    b=$(mean_of "sha256 r$SHA_ROUNDS 2w" jobs_per_s)
     if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -gt 0 ]; then
         row "  scaling 1 -> 2 workers" "$(awk -v a="$a" -v b="$b" 'BEGIN { printf "x%.2f", b / a }')"
+    fi
+    a=$(grep '"bench":"sha256_vs_openssl"' "$results" | tail -1)
+    if [ -n "$a" ]; then
+        row "sha256 of 64 B: chain / openssl" "$(printf '%s' "$a" | field chain_ns_per_round) ns per round / EVP $(printf '%s' "$a" | field openssl_evp_ns_per_64B_message) ns per message, bulk $(printf '%s' "$a" | field openssl_bulk_ns_per_64B_block) ns per block"
     fi
     for l in "10 sleeps 1s|10 x sleep 1 s (16 io threads)" "100 sleeps 1s|100 x sleep 1 s (100 io threads)"; do
         a=$(line_of "${l%%|*}" | field seconds)
@@ -259,6 +299,7 @@ ring_case
 start_daemon
 echo_cases
 sha_cases
+sha256_vs_openssl_case
 ping_cases
 sleep_cases          # stops the first daemon, runs one with 100 io threads
 yardstick_case

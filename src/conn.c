@@ -34,6 +34,7 @@
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
 #define LINGER_MS      1000
 #define PINGS_UNANSWERED_MAX 2
+#define SMALL_FRAME    256               /* payloads copied next to their header */
 
 /* PH_LINGER: our last bytes are written and our side shut down; the peer's
  * unread bytes are read and dropped until it closes, because closing a
@@ -102,11 +103,19 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len)
 {
     if (c->phase != PH_WS)
         return;
-    uint8_t hdr[WS_MAX_HEADER];
-    size_t hl = ws_frame_header_write(hdr, true, (uint8_t)opcode, len, NULL);
+    /* A small frame goes in with one evbuffer_add: each add runs the
+     * buffer's callbacks, which cost more than copying a few hundred bytes. */
+    uint8_t frame[WS_MAX_HEADER + SMALL_FRAME];
+    size_t hl = ws_frame_header_write(frame, true, (uint8_t)opcode, len, NULL);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, hdr, hl);
-    evbuffer_add(out, data, len);
+    if (len <= SMALL_FRAME) {
+        if (len)
+            memcpy(frame + hl, data, len);
+        evbuffer_add(out, frame, hl + len);
+    } else {
+        evbuffer_add(out, frame, hl);
+        evbuffer_add(out, data, len);
+    }
     check_out_high_water(c);
 }
 

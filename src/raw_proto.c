@@ -37,6 +37,7 @@ struct raw_job {
     char    *errmsg;          /* malloc'd, for a failed job */
     struct held *first, *last;
     uint64_t unacked;
+    struct raw_job *next_spare;
 };
 
 struct raw_conn {
@@ -50,6 +51,11 @@ struct raw_conn {
     uint8_t *pending;         /* a message refused with busy, to retry */
     size_t pending_len;
     int pending_opcode;
+    /* Finished jobs kept for the next admits (at most max_inflight of
+     * them): a connection streaming small messages allocates nothing per
+     * message once warm. */
+    struct raw_job *spare;
+    unsigned nspare;
 };
 
 static const struct job_sink sink;
@@ -136,6 +142,7 @@ static void emit(struct raw_job *j, const uint8_t *data, size_t len)
 
 static void free_job(struct raw_job *j)
 {
+    struct raw_conn *rc = j->rc;
     struct held *h = j->first;
     while (h) {
         struct held *next = h->next;
@@ -143,7 +150,24 @@ static void free_job(struct raw_job *j)
         h = next;
     }
     free(j->errmsg);
+    if (rc->nspare < max_inflight(rc)) {
+        j->next_spare = rc->spare;
+        rc->spare = j;
+        rc->nspare++;
+        return;
+    }
     free(j);
+}
+
+static struct raw_job *new_job(struct raw_conn *rc)
+{
+    struct raw_job *j = rc->spare;
+    if (!j)
+        return calloc(1, sizeof *j);
+    rc->spare = j->next_spare;
+    rc->nspare--;
+    *j = (struct raw_job){ 0 };
+    return j;
 }
 
 static void try_pending(struct raw_conn *rc);
@@ -234,7 +258,7 @@ static int admit(struct raw_conn *rc, int opcode, const uint8_t *data, size_t le
         conn_close(rc->c, 1011, "out of memory");
         return 0;
     }
-    struct raw_job *j = calloc(1, sizeof *j);
+    struct raw_job *j = new_job(rc);
     if (!j) {
         conn_close(rc->c, 1011, "out of memory");
         return 0;
@@ -326,6 +350,11 @@ static void on_closed(struct conn *c, void *state)
         if (!j->finished)
             dispatch_detach(d, j->job);
         free_job(j);
+    }
+    while (rc->spare) {
+        struct raw_job *j = rc->spare;
+        rc->spare = j->next_spare;
+        free(j);
     }
     free(rc->ring);
     free(rc->pending);

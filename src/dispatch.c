@@ -37,10 +37,13 @@ struct job_rec {
     uint8_t   cls;                 /* enum worker_class */
     uint8_t   retries;
     uint8_t   timer_armed;
+    uint8_t   on_fifo;             /* in the default-deadline FIFO */
     uint16_t  type;
+    uint32_t  fifo_prev, fifo_next; /* FIFO links (index + 1, 0 ends) */
+    int64_t   deadline_ns;         /* while on_fifo */
     int64_t   heap_off;            /* -1: inline input */
     int64_t   submitted_ns;
-    struct event timer;            /* deadline, then cancel grace */
+    struct event timer;            /* own deadline, then cancel grace */
 };
 
 struct type_counts { uint64_t done, failed; };
@@ -57,7 +60,14 @@ struct dispatch {
     uint32_t           live[2];         /* records in use, by worker class */
     int64_t            last_reply_ns;   /* when replies were last drained */
     int64_t            ns_per_reply;    /* moving average of the gap between replies */
-    const struct timeval *common_timeout;
+    /* Jobs with the default deadline, oldest first: with one duration for
+     * all, submit order is deadline order, so one timer for the head serves
+     * them all and a job costs two list links instead of a libevent timer
+     * added and deleted (a sixth of the front's instructions per job in
+     * the echo benchmark).  The timer may fire for a head that has since
+     * finished; it then re-arms for the current one. */
+    uint32_t           fifo_head, fifo_tail;
+    struct event      *fifo_ev;
     struct dispatch_stats st;
     struct type_counts by_type[REGISTRY_MAX];
     struct histogram  *run_us;          /* per type, registry_count() of them */
@@ -67,6 +77,8 @@ struct dispatch {
 };
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
+static void fifo_cb(evutil_socket_t fd, short what, void *arg);
+static void fifo_to_timers(struct dispatch *d);
 static void reply_cb(evutil_socket_t fd, short what, void *arg);
 
 static struct timeval ms_tv(int64_t ms)
@@ -88,7 +100,8 @@ struct dispatch *dispatch_new(struct event_base *base, struct pipeline *p,
     d->run_us = calloc(registry_count() ? registry_count() : 1, sizeof *d->run_us);
     d->reply_ev = event_new(base, p->reply_efd, EV_READ | EV_PERSIST | EV_ET, reply_cb, d);
     d->poll_ev = evtimer_new(base, reply_cb, d);
-    if (!d->recs || !d->heap || !d->run_us || !d->reply_ev || !d->poll_ev ||
+    d->fifo_ev = evtimer_new(base, fifo_cb, d);
+    if (!d->recs || !d->heap || !d->run_us || !d->reply_ev || !d->poll_ev || !d->fifo_ev ||
         event_add(d->reply_ev, NULL) < 0) {
         dispatch_free(d);
         return NULL;
@@ -106,11 +119,11 @@ struct dispatch *dispatch_new(struct event_base *base, struct pipeline *p,
 
 void dispatch_set_params(struct dispatch *d, const struct dispatch_params *dp)
 {
+    /* A new default duration would break the FIFO's order: the jobs on it
+     * keep their deadlines on timers of their own. */
+    if (dp->job_timeout_ms != d->prm.job_timeout_ms)
+        fifo_to_timers(d);
     d->prm = *dp;
-    /* One queue for the default deadline: libevent keeps same-duration
-     * timeouts in a list instead of its heap, so arming one per job is O(1). */
-    struct timeval tv = ms_tv(dp->job_timeout_ms);
-    d->common_timeout = event_base_init_common_timeout(d->base, &tv);
 }
 
 void dispatch_free(struct dispatch *d)
@@ -125,6 +138,8 @@ void dispatch_free(struct dispatch *d)
         event_free(d->reply_ev);
     if (d->poll_ev)
         event_free(d->poll_ev);
+    if (d->fifo_ev)
+        event_free(d->fifo_ev);
     shm_heap_delete(d->heap);
     free(d->run_us);
     free(d->recs);
@@ -158,8 +173,47 @@ static uint32_t rec_index(const struct dispatch *d, const struct job_rec *r)
 
 static void want_room(struct dispatch *d) { d->room_wanted = 1; }
 
+static struct job_rec *rec_at(struct dispatch *d, uint32_t idx1)
+{
+    return idx1 ? &d->recs[idx1 - 1] : NULL;
+}
+
+static void fifo_push(struct dispatch *d, struct job_rec *r, int64_t deadline_ns)
+{
+    uint32_t me = rec_index(d, r) + 1;
+    r->deadline_ns = deadline_ns;
+    r->on_fifo = 1;
+    r->fifo_next = 0;
+    r->fifo_prev = d->fifo_tail;
+    if (d->fifo_tail)
+        rec_at(d, d->fifo_tail)->fifo_next = me;
+    else
+        d->fifo_head = me;
+    d->fifo_tail = me;
+    if (!evtimer_pending(d->fifo_ev, NULL)) {
+        struct timeval tv = ms_tv(d->prm.job_timeout_ms);
+        evtimer_add(d->fifo_ev, &tv);
+    }
+}
+
+static void fifo_unlink(struct dispatch *d, struct job_rec *r)
+{
+    if (!r->on_fifo)
+        return;
+    if (r->fifo_prev)
+        rec_at(d, r->fifo_prev)->fifo_next = r->fifo_next;
+    else
+        d->fifo_head = r->fifo_next;
+    if (r->fifo_next)
+        rec_at(d, r->fifo_next)->fifo_prev = r->fifo_prev;
+    else
+        d->fifo_tail = r->fifo_prev;
+    r->on_fifo = 0;
+}
+
 static void release(struct dispatch *d, struct job_rec *r)
 {
+    fifo_unlink(d, r);
     if (r->timer_armed) {
         event_del(&r->timer);
         r->timer_armed = 0;
@@ -197,12 +251,12 @@ static void answer_error(struct dispatch *d, struct job_rec *r, enum job_error c
     s->error(r->cookie, rec_index(d, r), code, msg, strlen(msg));
 }
 
-static void arm_timer(struct dispatch *d, struct job_rec *r, int64_t ms, int common)
+static void arm_timer(struct job_rec *r, int64_t ms)
 {
     struct timeval tv = ms_tv(ms);
     if (r->timer_armed)
         event_del(&r->timer);
-    event_add(&r->timer, common ? d->common_timeout : &tv);
+    event_add(&r->timer, &tv);
     r->timer_armed = 1;
 }
 
@@ -280,7 +334,10 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
     }
     r->sink = req->sink;
     r->cookie = req->cookie;
-    arm_timer(d, r, tmo, req->timeout_ms <= 0);
+    if (req->timeout_ms > 0)
+        arm_timer(r, tmo);
+    else
+        fifo_push(d, r, slot->deadline_ns);
     d->st.submitted++;
     d->st.in_flight++;
     *job = idx;
@@ -295,7 +352,8 @@ static void signal_stop(struct dispatch *d, struct job_rec *r, enum job_cancel w
     /* Release: a handler that sees the new wake value also sees cancel. */
     atomic_fetch_add_explicit(&slot->wake, 1, memory_order_release);
     shm_futex_wake(&slot->wake, 1 << 30);
-    arm_timer(d, r, d->prm.cancel_grace_ms, 0);
+    fifo_unlink(d, r);
+    arm_timer(r, d->prm.cancel_grace_ms);
 }
 
 void dispatch_cancel(struct dispatch *d, uint32_t job)
@@ -357,6 +415,45 @@ static void kill_holder(struct dispatch *d, uint64_t h)
     }
 }
 
+/* The deadline passed: the client hears `timeout` now, and the handler is
+ * told to stop (then killed after the grace). */
+static void expire(struct dispatch *d, struct job_rec *r)
+{
+    signal_stop(d, r, JOB_TIMED_OUT);
+    answer_error(d, r, JE_TIMEOUT, "job deadline passed");
+}
+
+static void fifo_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatch *d = arg;
+    int64_t now = monotonic_ns();
+    struct job_rec *r;
+    while ((r = rec_at(d, d->fifo_head)) && r->deadline_ns <= now) {
+        fifo_unlink(d, r);
+        if (r->sink)
+            expire(d, r);
+    }
+    if (r) {
+        int64_t ms = (r->deadline_ns - now + 999999) / 1000000;
+        struct timeval tv = ms_tv(ms);
+        evtimer_add(d->fifo_ev, &tv);
+    }
+}
+
+static void fifo_to_timers(struct dispatch *d)
+{
+    int64_t now = monotonic_ns();
+    struct job_rec *r;
+    while ((r = rec_at(d, d->fifo_head))) {
+        fifo_unlink(d, r);
+        int64_t left = r->deadline_ns > now ? (r->deadline_ns - now + 999999) / 1000000 : 0;
+        arm_timer(r, left);
+    }
+    evtimer_del(d->fifo_ev);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -369,8 +466,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (r->state != REC_LIVE)
         return;
     if (r->sink) {
-        signal_stop(d, r, JOB_TIMED_OUT);
-        answer_error(d, r, JE_TIMEOUT, "job deadline passed");
+        expire(d, r);
         return;
     }
     kill_holder(d, job_handle(rec_index(d, r), r->gen));

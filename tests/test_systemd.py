@@ -160,6 +160,57 @@ class Reload(unittest.TestCase):
                 ev, took = run(timed("c"))
                 self.assertEqual(ev["event"], "done")   # still 5000 ms
 
+    def test_jobs_keep_their_deadline_when_a_reload_changes_the_default(self):
+        # a: default deadline 2 s, still running when the default drops to
+        # 300 ms; b, submitted after, must time out first, and a at its own.
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = os.path.join(tmp, "wsjobd.conf")
+            with open(conf, "w") as f:
+                f.write("job-timeout = 2000\n")
+            with Daemon("-c", conf) as d:
+                async def go():
+                    ws = await jobs_conn(d)
+                    t0 = time.monotonic()
+                    await ws.send(submit_msg("a", "sleep", {"ms": 5000}))
+                    await asyncio.sleep(0.2)
+                    with open(conf, "w") as f:
+                        f.write("job-timeout = 300\n")
+                    d.signal(signal.SIGHUP)
+                    await asyncio.sleep(0.3)
+                    await ws.send(submit_msg("b", "sleep", {"ms": 5000}))
+                    order = []
+                    while len(order) < 2:
+                        ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                        if ev.get("event") in ("done", "error"):
+                            order.append((ev["id"], ev.get("code"), time.monotonic() - t0))
+                    await ws.close()
+                    return order
+                order = run(go())
+                self.assertEqual([(i, c) for i, c, _ in order], [("b", "timeout"), ("a", "timeout")], order)
+                self.assertLess(order[0][2], 1.5, order)          # b: ~0.8 s after t0
+                self.assertGreater(order[1][2], 1.8, order)       # a: its own 2 s
+                self.assertLess(order[1][2], 3.5, order)
+
+    def test_default_deadlines_expire_in_turn(self):
+        # Several jobs on the default deadline, some still queued behind one
+        # worker: each gets exactly one timeout, none is left behind.
+        with Daemon("--job-timeout", "300", cpu_workers=1) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                t0 = time.monotonic()
+                ids = ["m%d" % i for i in range(4)]
+                for i in ids:
+                    await ws.send(submit_msg(i, "modsum", {"n": 1, "iterations": 10**11}))
+                    await asyncio.sleep(0.05)
+                _, finals = await collect(ws, ids, timeout=10)
+                took = time.monotonic() - t0
+                await ws.close()
+                return finals, took
+            finals, took = run(go())
+            self.assertEqual({i: f.get("code") for i, f in finals.items()},
+                             {"m%d" % i: "timeout" for i in range(4)})
+            self.assertLess(took, 2.0)
+
 
 class Shutdown(unittest.TestCase):
     def test_sigterm_drains_refuses_and_closes_1001(self):

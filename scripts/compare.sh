@@ -26,14 +26,14 @@
 #
 # Prints a JSON line per figure on stdout as it goes:
 #   {"bench":"compare","server":S,"case":C,"jobs_per_s":..,"p99_us":..,...}
-# and a table at the end.  About three minutes with the defaults on two
+# and a table at the end.  About four minutes with the defaults on two
 # cores.  Exit status 1 if any case failed.
 #
 #   BUILD=build scripts/compare.sh           ($BUILD/wsjobd, $BUILD/wsjob,
 #                                             $BUILD/libcore.a, $BUILD/libshm.a)
 #   COMPARE_SERVERS="wsjobd fastapi node fork"
 #   COMPARE_SECONDS=8 COMPARE_SHA_SECONDS=5 COMPARE_SHA_ROUNDS=2000
-#   COMPARE_IDLE_CONNS=10000
+#   COMPARE_IDLE_CONNS=10000 COMPARE_PASSES=2
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,6 +47,7 @@ SECS=${COMPARE_SECONDS:-8}
 SHA_SECS=${COMPARE_SHA_SECONDS:-5}
 SHA_ROUNDS=${COMPARE_SHA_ROUNDS:-2000}
 IDLE_CONNS=${COMPARE_IDLE_CONNS:-10000}
+PASSES=${COMPARE_PASSES:-2}
 IDLE_HOLD=4                  # seconds the idle connections stay up after connecting
 START_LIMIT=20               # seconds a server may take to answer its first job
 PY=/usr/bin/python3          # Debian's python3-* packages belong to this one
@@ -286,18 +287,21 @@ idle() {
     for i in $(seq 100); do [ "$(established)" -eq 0 ] && break; sleep 0.1; done
 }
 
-run_server() {
-    local s=$1
-    case $s in
+need_server() {
+    case $1 in
     fastapi) need_fastapi ;;
     node) need_node ;;
     fork) need_fork ;;
     wsjobd) true ;;
-    *) say "unknown server $s"; return 1 ;;
-    esac || { say "$s: requirements could not be installed: skipped"; failed=1; return; }
+    *) say "unknown server $1"; return 1 ;;
+    esac
+}
 
+# run_server SERVER PASS: the idle case in the first pass only.
+run_server() {
+    local s=$1 pass=$2
     start "$s" 2 || { failed=1; stop; return; }
-    idle "$s"
+    [ "$pass" -eq 1 ] && idle "$s"
     throughput "$s" "echo 64B 50x16" 2 --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
     throughput "$s" "sha256 r$SHA_ROUNDS 2w" 2 --type sha256 --input "$SHA_INPUT" \
         --expect "$EXPECT" -c 8 -p 8 -d "$SHA_SECS" --warmup 1
@@ -310,8 +314,9 @@ run_server() {
 
 # ---- the table ------------------------------------------------------------------
 
-cell() {    # cell SERVER CASE FIELD
-    grep -F "\"server\":\"$1\",\"case\":\"$2\"" "$results" | tail -1 | field "$3"
+cell() {    # cell SERVER CASE FIELD: the mean over the passes
+    grep -F "\"server\":\"$1\",\"case\":\"$2\"" "$results" | field "$3" |
+        awk '{ s += $1; n++ } END { if (n) printf "%.0f", s / n }'
 }
 
 table() {
@@ -331,6 +336,7 @@ table() {
             "$(cell "$s" "idle $IDLE_CONNS" rss_per_conn_bytes)" \
             "$(cell "$s" "idle $IDLE_CONNS" kernel_proc_per_conn_bytes)"
     done
+    echo "Throughput: mean of $PASSES passes (servers in one order, then the reverse)."
     echo "fork: N = CPUs the server may use (taskset); RSS main is its parent alone."
     echo "+kernel: kernel stacks and page tables (per process, not per socket), system-wide."
 }
@@ -348,8 +354,24 @@ h = hashlib.sha256(b"x").hexdigest()
 for _ in range(int(sys.argv[1]) - 1):
     h = hashlib.sha256(h.encode()).hexdigest()
 print(h)' "$SHA_ROUNDS") || { say "python3 is needed for the expected sha256"; exit 2; }
+ready=""
 for s in $SERVERS; do
-    run_server "$s"
+    if need_server "$s"; then
+        ready="$ready $s"
+    else
+        say "$s: requirements could not be installed: skipped"
+        failed=1
+    fi
+done
+# This machine's speed drifts by several per cent over minutes, so each
+# server is measured twice, in opposite orders, and the table shows means.
+reverse=$(printf '%s\n' $ready | tac | tr '\n' ' ')
+for pass in $(seq "$PASSES"); do
+    order=$ready
+    [ $((pass % 2)) -eq 0 ] && order=$reverse
+    for s in $order; do
+        run_server "$s" "$pass"
+    done
 done
 emit "\"server\":\"host\",\"case\":\"host\",\"cpus\":$(nproc),\"loadavg_start\":$load_start,\"loadavg_end\":$(loadavg)"
 table

@@ -258,6 +258,56 @@ class Limits(unittest.TestCase):
                 w.close()
             run(go())
 
+    def test_client_that_pauses_reading_gets_every_byte_in_order(self):
+        # Output past the 4 MiB mark stops the front reading this client; once
+        # it reads again every byte must arrive, in order, and the connection
+        # must go on answering small messages at once.
+        with Daemon() as d:
+            async def go():
+                r, w = await asyncio.open_connection("127.0.0.1", d.port)
+                w.write(b"GET /run/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                head = await r.readuntil(b"\r\n\r\n")
+                self.assertIn(b" 101 ", head)
+
+                def frame(payload):
+                    n = len(payload)
+                    size = bytes([0xFE]) + n.to_bytes(2, "big") if n < 65536 else \
+                        bytes([0xFF]) + n.to_bytes(8, "big")
+                    if n < 126:
+                        size = bytes([0x80 | n])
+                    return bytes([0x82]) + size + b"\0\0\0\0" + payload
+
+                async def read_message():
+                    b0, b1 = await r.readexactly(2)
+                    self.assertEqual(b0, 0x82)
+                    n = b1 & 0x7F
+                    if n == 126:
+                        n = int.from_bytes(await r.readexactly(2), "big")
+                    elif n == 127:
+                        n = int.from_bytes(await r.readexactly(8), "big")
+                    return await r.readexactly(n)
+
+                big = [bytes([i]) * (200 << 10) for i in range(40)]   # 8 MiB: past the 4 MiB mark
+                async def send_all():
+                    for m in big:
+                        w.write(frame(m))
+                        await w.drain()
+                sender = asyncio.ensure_future(send_all())
+                await asyncio.sleep(1)   # not reading: the front's output piles up
+                for m in big:
+                    got = await asyncio.wait_for(read_message(), 10)
+                    self.assertEqual((len(got), got[:1]), (len(m), m[:1]))
+                    self.assertEqual(got, m)
+                await asyncio.wait_for(sender, 10)
+                small = [b"m%03d" % i for i in range(100)]
+                for m in small:
+                    w.write(frame(m))
+                for m in small:
+                    self.assertEqual(await asyncio.wait_for(read_message(), 5), m)
+                w.close()
+            run(go())
+
 
 class Config(unittest.TestCase):
     def test_bad_option_exits_2_with_the_option_named(self):

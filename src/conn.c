@@ -425,6 +425,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    dispatch_new_batch(c->f->d);
     if (c->phase == PH_LINGER) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
         evbuffer_drain(in, evbuffer_get_length(in));

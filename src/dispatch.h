@@ -78,6 +78,10 @@ void dispatch_fail_all(struct dispatch *d, enum job_error code, const char *msg)
  * than at the next look. */
 void dispatch_before_sleep(struct dispatch *d);
 
+/* A new batch of events begins (a socket read): job stamps read the clock
+ * afresh (they share one reading within a batch). */
+void dispatch_new_batch(struct dispatch *d);
+
 /* Drains the reply ring; returns records handled. */
 size_t dispatch_drain(struct dispatch *d);
 

@@ -62,6 +62,25 @@ class KnownAnswers(unittest.TestCase):
                 await ws.close()
             run(go())
 
+    def test_a_job_after_an_idle_spell_is_stamped_when_it_arrives(self):
+        # The front reads the clock once per batch of events; a reading from
+        # before the loop slept must never stamp a job submitted after it.
+        with Daemon() as d:
+            async def go():
+                ws = await jobs_conn(d)
+                await ws.send(submit_msg("warm", "echo", "x"))
+                await collect(ws, ["warm"])
+                await asyncio.sleep(1.5)   # the front sleeps
+                await ws.send(submit_msg("q", "echo", "y"))
+                await ws.send(submit_msg("t", "sleep", {"ms": 300}, timeout_ms=1000))
+                _, finals = await collect(ws, ["q", "t"])
+                self.assertEqual(finals["q"]["event"], "done", finals["q"])
+                self.assertLess(finals["q"]["queued_us"], 500000, finals["q"])
+                # a stamp 1.5 s old would time this job out at once
+                self.assertEqual(finals["t"]["event"], "done", finals["t"])
+                await ws.close()
+            run(go())
+
 
 class Concurrency(unittest.TestCase):
     def test_ten_one_second_sleeps_finish_in_well_under_ten_seconds(self):

@@ -40,7 +40,8 @@ enum {
     F_REPEAT = 1 << 0,  /* a list: each occurrence appends */
     F_ARGS   = 1 << 1,  /* command line only */
     F_OFF    = 1 << 2,  /* 0 means off and is exempt from the minimum */
-    F_POW2   = 1 << 3   /* rounded up to a power of two */
+    F_POW2   = 1 << 3,  /* rounded up to a power of two */
+    F_RESTART = 1 << 4  /* sizes or starts something once: a reload keeps it */
 };
 
 /* Where a value came from, lowest precedence first. */
@@ -72,25 +73,25 @@ static check_fn check_readable, check_user, check_token, check_origin,
 static const struct opt_def options[] = {
     { "config", 'c', K_STR, F_ARGS, FIELD(path), 0, 0, NULL, {NULL}, "FILE",
       "read options from FILE first; the command line\noverrides it" },
-    { "listen", 0, K_ADDRS, F_REPEAT, FIELD(listen), 0, 0, NULL,
+    { "listen", 0, K_ADDRS, F_REPEAT | F_RESTART, FIELD(listen), 0, 0, NULL,
       {"127.0.0.1:8080"}, "ADDR:PORT",
       "plain (ws://) listener, repeatable; [::1]:8080\n"
       "for IPv6, *:8080 for every IPv4 address" },
-    { "tls-listen", 0, K_ADDRS, F_REPEAT, FIELD(tls_listen), 0, 0, NULL, {NULL},
+    { "tls-listen", 0, K_ADDRS, F_REPEAT | F_RESTART, FIELD(tls_listen), 0, 0, NULL, {NULL},
       "ADDR:PORT", "TLS (wss://) listener, repeatable; needs\n--tls-cert and --tls-key" },
     { "tls-cert", 0, K_STR, 0, FIELD(tls_cert), 0, 0, check_readable, {NULL},
       "FILE", "PEM certificate chain, re-read on SIGHUP" },
     { "tls-key", 0, K_STR, 0, FIELD(tls_key), 0, 0, check_readable, {NULL},
       "FILE", "PEM private key, re-read on SIGHUP" },
-    { "user", 0, K_STR, 0, FIELD(user), 0, 0, check_user, {NULL}, "NAME",
+    { "user", 0, K_STR, F_RESTART, FIELD(user), 0, 0, check_user, {NULL}, "NAME",
       "when started as root, become NAME after binding" },
-    { "cpu-workers", 0, K_CORES, 0, FIELD(cpu_workers), 1, 256, NULL, {"auto"},
+    { "cpu-workers", 0, K_CORES, F_RESTART, FIELD(cpu_workers), 1, 256, NULL, {"auto"},
       "N", "prefork CPU worker processes; auto: one per\nCPU this process may use" },
-    { "io-threads", 0, K_UINT, 0, FIELD(io_threads), 1, 1024, NULL, {"16"}, "N",
+    { "io-threads", 0, K_UINT, F_RESTART, FIELD(io_threads), 1, 1024, NULL, {"16"}, "N",
       "threads of the I/O worker process" },
-    { "queue-depth", 0, K_UINT, F_POW2, FIELD(queue_depth), 1, 1u << 20, NULL,
+    { "queue-depth", 0, K_UINT, F_POW2 | F_RESTART, FIELD(queue_depth), 1, 1u << 20, NULL,
       {"4096"}, "N", "slots per job ring, rounded up to a power of 2" },
-    { "max-message", 0, K_SIZE, 0, FIELD(max_message), KIB, KIB * KIB * KIB, NULL, {"1M"},
+    { "max-message", 0, K_SIZE, F_RESTART, FIELD(max_message), KIB, KIB * KIB * KIB, NULL, {"1M"},
       "SIZE", "largest WebSocket message, and largest job\noutput or chunk" },
     { "max-connections", 0, K_UINT, 0, FIELD(max_connections), 1, 1000000, NULL,
       {"10000"}, "N", "open client connections; more get HTTP 503" },
@@ -101,7 +102,7 @@ static const struct opt_def options[] = {
     { "cancel-grace", 0, K_UINT, 0, FIELD(cancel_grace_ms), 0, HOUR_MS, NULL,
       {"1000"}, "MS", "how long a cancelled or timed-out CPU job may\n"
       "run on before its worker is killed" },
-    { "stream-window", 0, K_SIZE, 0, FIELD(stream_window), KIB, KIB * KIB * KIB, NULL,
+    { "stream-window", 0, K_SIZE, F_RESTART, FIELD(stream_window), KIB, KIB * KIB * KIB, NULL,
       {"1M"}, "SIZE", "stream bytes held for a client that is not\n"
       "reading before the handler's emit waits" },
     { "ping-interval", 0, K_UINT, F_OFF, FIELD(ping_interval_ms), 100, DAY_MS,
@@ -116,12 +117,12 @@ static const struct opt_def options[] = {
       "recycle a worker whose resident memory passes\nSIZE after a job; 0: never" },
     { "shutdown-timeout", 0, K_UINT, 0, FIELD(shutdown_timeout_ms), 0, DAY_MS,
       NULL, {"30000"}, "MS", "on SIGTERM, how long jobs in flight may finish" },
-    { "backlog", 0, K_UINT, 0, FIELD(backlog), 1, 65535, NULL, {"511"}, "N",
+    { "backlog", 0, K_UINT, F_RESTART, FIELD(backlog), 1, 65535, NULL, {"511"}, "N",
       "listen backlog (capped by net.core.somaxconn)" },
     { "handshake-timeout", 0, K_UINT, 0, FIELD(handshake_timeout_ms), 100,
       HOUR_MS, NULL, {"10000"}, "MS",
       "close a connection that has not completed its\nHTTP request and upgrade by then" },
-    { "handlers", 0, K_STRS, F_REPEAT, FIELD(handlers), 0, 0, check_readable,
+    { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },
     { "stats-allow", 0, K_CIDRS, F_REPEAT, FIELD(stats_allow), 0, 0, NULL,
       {"127.0.0.0/8", "::1/128"}, "CIDR",
@@ -895,6 +896,29 @@ int config_reload(struct config *c, const struct config *current,
         return fail(err, errlen, "wsjobd: reload needs a loaded configuration");
     return config_parse_args(c, current->priv->argc, current->priv->argv,
                              err, errlen);
+}
+
+static bool same_values(const struct raw *a, const struct raw *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i].text, b->v[i].text) != 0)
+            return false;
+    return true;
+}
+
+size_t config_restart_changes(const struct config *next, const struct config *current,
+                              const char **names, size_t max)
+{
+    size_t n = 0;
+    if (!next->priv || !current->priv)
+        return 0;
+    for (size_t i = 0; i < N_OPTIONS && n < max; i++)
+        if ((options[i].flags & F_RESTART) &&
+            !same_values(&next->priv->raw[i], &current->priv->raw[i]))
+            names[n++] = options[i].name;
+    return n;
 }
 
 void config_free(struct config *c)

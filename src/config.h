@@ -93,6 +93,12 @@ int config_parse_args(struct config *c, int argc, char **argv,
 int config_reload(struct config *c, const struct config *current,
                   char *err, size_t errlen);
 
+/* The options whose value differs between two loaded configurations but
+ * which only a restart applies (listeners, worker counts, shared memory
+ * sizes): up to max names, stored in names; returns how many. */
+size_t config_restart_changes(const struct config *next, const struct config *current,
+                              const char **names, size_t max);
+
 void config_free(struct config *c);
 
 /* The text of occurrence `index` of option `name` (long name, no dashes) as

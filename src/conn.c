@@ -294,7 +294,9 @@ static void start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
     c->ops = ops;
     c->ps = ps;
     c->phase = PH_WS;
-    ws_reader_init(&c->rd, WS_ROLE_SERVER, c->f->cfg->max_message, &reader_ops, c);
+    /* The shared memory was sized for the limit the daemon started with; a
+     * reload does not change it (see config_restart_changes). */
+    ws_reader_init(&c->rd, WS_ROLE_SERVER, c->f->p->max_message, &reader_ops, c);
     evtimer_del(&c->timer);
     if (c->f->cfg->ping_interval_ms)
         set_timer(c, c->f->cfg->ping_interval_ms);

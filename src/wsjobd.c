@@ -103,6 +103,20 @@ static void begin_shutdown(void)
     shutdown_tick_cb(-1, 0, NULL);
 }
 
+/* A reload that changes what only a restart applies says so, rather than
+ * leaving the operator to believe the new value is in force. */
+static void warn_restart_changes(const struct config *next, const struct config *cur)
+{
+    const char *names[16];
+    size_t n = config_restart_changes(next, cur, names, sizeof names / sizeof names[0]);
+    char list[256] = "";
+    for (size_t i = 0, used = 0; i < n && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", names[i]);
+    if (n)
+        log_warn("reload: %s changed; the running value%s stay%s until a restart", list,
+                 n > 1 ? "s" : "", n > 1 ? "" : "s");
+}
+
 static void reload(void)
 {
     sd_notify(0, "RELOADING=1");
@@ -114,6 +128,7 @@ static void reload(void)
         sd_notify(0, "READY=1");
         return;
     }
+    warn_restart_changes(next, front.cfg);
     config_free(front.cfg);
     free(front.cfg);
     front.cfg = next;

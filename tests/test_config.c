@@ -850,6 +850,35 @@ START_TEST(reload_refuses_a_bad_file_and_keeps_the_old_config)
 }
 END_TEST
 
+START_TEST(reload_lists_the_changes_only_a_restart_applies)
+{
+    conf_file("max-message = 2M\nlisten = 127.0.0.1:1\nlisten = [::1]:2\njob-timeout = 100\n");
+    ck_assert_int_eq(PARSE(&c, "-c", conf, "--io-threads", "4"), CONFIG_OK);
+    const char *names[16];
+    struct config next;
+
+    /* limits read per job or connection apply: nothing to list */
+    conf_file("max-message = 2M\nlisten = 127.0.0.1:1\nlisten = [::1]:2\njob-timeout = 900\n"
+              "max-inflight = 7\n");
+    ck_assert_int_eq(config_reload(&next, &c, err, sizeof err), CONFIG_OK);
+    ck_assert_uint_eq(config_restart_changes(&next, &c, names, 16), 0);
+    config_free(&next);
+
+    /* one listener fewer and another size are listed; the default backlog
+     * written out is no change, nor is io-threads, which the command line
+     * sets over the file */
+    conf_file("max-message = 3M\nlisten = 127.0.0.1:1\nbacklog = 511\nio-threads = 9\n");
+    ck_assert_int_eq(config_reload(&next, &c, err, sizeof err), CONFIG_OK);
+    size_t n = config_restart_changes(&next, &c, names, 16);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(names[0], "listen");
+    ck_assert_str_eq(names[1], "max-message");
+    ck_assert_uint_eq(next.io_threads, 4);
+    ck_assert_uint_eq(config_restart_changes(&next, &c, names, 1), 1);
+    config_free(&next);
+}
+END_TEST
+
 START_TEST(free_is_safe_on_an_empty_config)
 {
     struct config x;
@@ -893,6 +922,7 @@ static Suite *config_suite(void)
     tcase_add_test(t, version_prints_the_version);
     tcase_add_test(t, reload_rereads_the_file_and_keeps_command_line_overrides);
     tcase_add_test(t, reload_refuses_a_bad_file_and_keeps_the_old_config);
+    tcase_add_test(t, reload_lists_the_changes_only_a_restart_applies);
     tcase_add_test(t, free_is_safe_on_an_empty_config);
     suite_add_tcase(s, t);
     return s;

@@ -160,6 +160,34 @@ class Reload(unittest.TestCase):
                 ev, took = run(timed("c"))
                 self.assertEqual(ev["event"], "done")   # still 5000 ms
 
+    def test_a_reload_names_what_only_a_restart_applies_and_keeps_it(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            conf = os.path.join(tmp, "wsjobd.conf")
+            with open(conf, "w") as f:
+                f.write("max-message = 64K\n")
+            with Daemon("-c", conf) as d:
+                async def too_big():
+                    ws = await websockets.connect(d.url + "/run/echo", max_size=None)
+                    await ws.send(b"x" * (100 << 10))
+                    with self.assertRaises(websockets.ConnectionClosed) as cm:
+                        await asyncio.wait_for(ws.recv(), 10)
+                    return cm.exception.rcvd.code
+                self.assertEqual(run(too_big()), 1009)
+                with open(conf, "w") as f:
+                    f.write("max-message = 64K\njob-timeout = 7000\n")
+                d.signal(signal.SIGHUP)
+                time.sleep(0.5)
+                self.assertIn("configuration reloaded", d.logs())
+                self.assertNotIn("until a restart", d.logs())   # all of it applied
+                with open(conf, "w") as f:
+                    f.write("max-message = 4M\nqueue-depth = 64\n")
+                d.signal(signal.SIGHUP)
+                time.sleep(0.5)
+                self.assertIn("reload: queue-depth, max-message changed; the running values "
+                              "stay until a restart", d.logs())
+                self.assertEqual(run(too_big()), 1009)   # still 64 KiB
+                self.assertTrue(d.http("/healthz")[0] == 200)
+
     def test_jobs_keep_their_deadline_when_a_reload_changes_the_default(self):
         # a: default deadline 2 s, still running when the default drops to
         # 300 ms; b, submitted after, must time out first, and a at its own.

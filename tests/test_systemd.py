@@ -175,14 +175,18 @@ class Reload(unittest.TestCase):
                 self.assertEqual(run(too_big()), 1009)
                 with open(conf, "w") as f:
                     f.write("max-message = 64K\njob-timeout = 7000\n")
+                def reloaded(times):
+                    deadline = time.time() + 10
+                    while d.logs().count("configuration reloaded") < times and time.time() < deadline:
+                        time.sleep(0.05)
+                    self.assertEqual(d.logs().count("configuration reloaded"), times, d.logs())
                 d.signal(signal.SIGHUP)
-                time.sleep(0.5)
-                self.assertIn("configuration reloaded", d.logs())
+                reloaded(1)
                 self.assertNotIn("until a restart", d.logs())   # all of it applied
                 with open(conf, "w") as f:
                     f.write("max-message = 4M\nqueue-depth = 64\n")
                 d.signal(signal.SIGHUP)
-                time.sleep(0.5)
+                reloaded(2)
                 self.assertIn("reload: queue-depth, max-message changed; the running values "
                               "stay until a restart", d.logs())
                 self.assertEqual(run(too_big()), 1009)   # still 64 KiB

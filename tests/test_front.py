@@ -32,6 +32,15 @@ def raw_request(port, data, timeout=5, read_all=True):
         s.close()
 
 
+async def raw_echo(port):
+    """A plain TCP connection that has asked to upgrade on /run/echo; the
+    101 response is left for the caller to read (or not)."""
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET /run/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    return r, w
+
+
 def status_of(resp):
     return int(resp.split(b" ", 2)[1]) if resp.startswith(b"HTTP/1.1 ") else None
 
@@ -231,9 +240,7 @@ class Limits(unittest.TestCase):
         with Daemon() as d:
             async def go():
                 # Flood echo requests on a connection whose reader stalls.
-                r, w = await asyncio.open_connection("127.0.0.1", d.port)
-                w.write(b"GET /run/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                r, w = await raw_echo(d.port)
                 payload = b"x" * 60000
                 frame = bytes([0x82, 0xFE]) + len(payload).to_bytes(2, "big") + b"\0\0\0\0" + payload
                 rss0 = front_rss(d)
@@ -264,9 +271,7 @@ class Limits(unittest.TestCase):
         # must go on answering small messages at once.
         with Daemon() as d:
             async def go():
-                r, w = await asyncio.open_connection("127.0.0.1", d.port)
-                w.write(b"GET /run/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                r, w = await raw_echo(d.port)
                 head = await r.readuntil(b"\r\n\r\n")
                 self.assertIn(b" 101 ", head)
 

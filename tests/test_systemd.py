@@ -129,99 +129,96 @@ class SocketActivation(unittest.TestCase):
 
 
 class Reload(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.conf = os.path.join(self.tmp.name, "wsjobd.conf")
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write_conf(self, text):
+        with open(self.conf, "w") as f:
+            f.write(text)
+
     def test_sighup_applies_a_good_file_and_refuses_a_bad_one(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            conf = os.path.join(tmp, "wsjobd.conf")
-            with open(conf, "w") as f:
-                f.write("job-timeout = 200\n")
-            with Daemon("-c", conf, cpu_workers=1) as d:
-                async def timed(id):
-                    ws = await jobs_conn(d)
-                    t0 = time.monotonic()
-                    await ws.send(submit_msg(id, "sleep", {"ms": 1500}))
-                    _, finals = await collect(ws, [id], timeout=10)
-                    await ws.close()
-                    return finals[id], time.monotonic() - t0
-                ev, took = run(timed("a"))
-                self.assertEqual(ev["code"], "timeout")
-                self.assertLess(took, 1.0)
-                with open(conf, "w") as f:
-                    f.write("job-timeout = 5000\n")
-                d.signal(signal.SIGHUP)
-                time.sleep(0.5)
-                ev, took = run(timed("b"))
-                self.assertEqual(ev["event"], "done")
-                with open(conf, "w") as f:
-                    f.write("job-timeout = 200\nno-such-key = 1\n")
-                d.signal(signal.SIGHUP)
-                time.sleep(0.5)
-                self.assertIn("reload refused", d.logs())
-                self.assertIn("%s:2" % conf, d.logs())
-                ev, took = run(timed("c"))
-                self.assertEqual(ev["event"], "done")   # still 5000 ms
+        self.write_conf("job-timeout = 200\n")
+        with Daemon("-c", self.conf, cpu_workers=1) as d:
+            async def timed(id):
+                ws = await jobs_conn(d)
+                t0 = time.monotonic()
+                await ws.send(submit_msg(id, "sleep", {"ms": 1500}))
+                _, finals = await collect(ws, [id], timeout=10)
+                await ws.close()
+                return finals[id], time.monotonic() - t0
+            ev, took = run(timed("a"))
+            self.assertEqual(ev["code"], "timeout")
+            self.assertLess(took, 1.0)
+            self.write_conf("job-timeout = 5000\n")
+            d.signal(signal.SIGHUP)
+            time.sleep(0.5)
+            ev, took = run(timed("b"))
+            self.assertEqual(ev["event"], "done")
+            self.write_conf("job-timeout = 200\nno-such-key = 1\n")
+            d.signal(signal.SIGHUP)
+            time.sleep(0.5)
+            self.assertIn("reload refused", d.logs())
+            self.assertIn("%s:2" % self.conf, d.logs())
+            ev, took = run(timed("c"))
+            self.assertEqual(ev["event"], "done")   # still 5000 ms
 
     def test_a_reload_names_what_only_a_restart_applies_and_keeps_it(self):
-        with tempfile.TemporaryDirectory() as tmp:
-            conf = os.path.join(tmp, "wsjobd.conf")
-            with open(conf, "w") as f:
-                f.write("max-message = 64K\n")
-            with Daemon("-c", conf) as d:
-                async def too_big():
-                    ws = await websockets.connect(d.url + "/run/echo", max_size=None)
-                    await ws.send(b"x" * (100 << 10))
-                    with self.assertRaises(websockets.ConnectionClosed) as cm:
-                        await asyncio.wait_for(ws.recv(), 10)
-                    return cm.exception.rcvd.code
-                self.assertEqual(run(too_big()), 1009)
-                with open(conf, "w") as f:
-                    f.write("max-message = 64K\njob-timeout = 7000\n")
-                def reloaded(times):
-                    deadline = time.time() + 10
-                    while d.logs().count("configuration reloaded") < times and time.time() < deadline:
-                        time.sleep(0.05)
-                    self.assertEqual(d.logs().count("configuration reloaded"), times, d.logs())
-                d.signal(signal.SIGHUP)
-                reloaded(1)
-                self.assertNotIn("until a restart", d.logs())   # all of it applied
-                with open(conf, "w") as f:
-                    f.write("max-message = 4M\nqueue-depth = 64\n")
-                d.signal(signal.SIGHUP)
-                reloaded(2)
-                self.assertIn("reload: queue-depth, max-message changed; the running values "
-                              "stay until a restart", d.logs())
-                self.assertEqual(run(too_big()), 1009)   # still 64 KiB
-                self.assertTrue(d.http("/healthz")[0] == 200)
+        self.write_conf("max-message = 64K\n")
+        with Daemon("-c", self.conf) as d:
+            async def too_big():
+                ws = await websockets.connect(d.url + "/run/echo", max_size=None)
+                await ws.send(b"x" * (100 << 10))
+                with self.assertRaises(websockets.ConnectionClosed) as cm:
+                    await asyncio.wait_for(ws.recv(), 10)
+                return cm.exception.rcvd.code
+            self.assertEqual(run(too_big()), 1009)
+            self.write_conf("max-message = 64K\njob-timeout = 7000\n")
+            def reloaded(times):
+                deadline = time.time() + 10
+                while d.logs().count("configuration reloaded") < times and time.time() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual(d.logs().count("configuration reloaded"), times, d.logs())
+            d.signal(signal.SIGHUP)
+            reloaded(1)
+            self.assertNotIn("until a restart", d.logs())   # all of it applied
+            self.write_conf("max-message = 4M\nqueue-depth = 64\n")
+            d.signal(signal.SIGHUP)
+            reloaded(2)
+            self.assertIn("reload: queue-depth, max-message changed; the running values "
+                          "stay until a restart", d.logs())
+            self.assertEqual(run(too_big()), 1009)   # still 64 KiB
+            self.assertTrue(d.http("/healthz")[0] == 200)
 
     def test_jobs_keep_their_deadline_when_a_reload_changes_the_default(self):
         # a: default deadline 2 s, still running when the default drops to
         # 300 ms; b, submitted after, must time out first, and a at its own.
-        with tempfile.TemporaryDirectory() as tmp:
-            conf = os.path.join(tmp, "wsjobd.conf")
-            with open(conf, "w") as f:
-                f.write("job-timeout = 2000\n")
-            with Daemon("-c", conf) as d:
-                async def go():
-                    ws = await jobs_conn(d)
-                    t0 = time.monotonic()
-                    await ws.send(submit_msg("a", "sleep", {"ms": 5000}))
-                    await asyncio.sleep(0.2)
-                    with open(conf, "w") as f:
-                        f.write("job-timeout = 300\n")
-                    d.signal(signal.SIGHUP)
-                    await asyncio.sleep(0.3)
-                    await ws.send(submit_msg("b", "sleep", {"ms": 5000}))
-                    order = []
-                    while len(order) < 2:
-                        ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                        if ev.get("event") in ("done", "error"):
-                            order.append((ev["id"], ev.get("code"), time.monotonic() - t0))
-                    await ws.close()
-                    return order
-                order = run(go())
-                self.assertEqual([(i, c) for i, c, _ in order], [("b", "timeout"), ("a", "timeout")], order)
-                self.assertLess(order[0][2], 1.5, order)          # b: ~0.8 s after t0
-                self.assertGreater(order[1][2], 1.8, order)       # a: its own 2 s
-                self.assertLess(order[1][2], 3.5, order)
+        self.write_conf("job-timeout = 2000\n")
+        with Daemon("-c", self.conf) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                t0 = time.monotonic()
+                await ws.send(submit_msg("a", "sleep", {"ms": 5000}))
+                await asyncio.sleep(0.2)
+                self.write_conf("job-timeout = 300\n")
+                d.signal(signal.SIGHUP)
+                await asyncio.sleep(0.3)
+                await ws.send(submit_msg("b", "sleep", {"ms": 5000}))
+                order = []
+                while len(order) < 2:
+                    ev = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    if ev.get("event") in ("done", "error"):
+                        order.append((ev["id"], ev.get("code"), time.monotonic() - t0))
+                await ws.close()
+                return order
+            order = run(go())
+            self.assertEqual([(i, c) for i, c, _ in order], [("b", "timeout"), ("a", "timeout")], order)
+            self.assertLess(order[0][2], 1.5, order)          # b: ~0.8 s after t0
+            self.assertGreater(order[1][2], 1.8, order)       # a: its own 2 s
+            self.assertLess(order[1][2], 3.5, order)
 
     def test_default_deadlines_expire_in_turn(self):
         # Several jobs on the default deadline, some still queued behind one

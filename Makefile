@@ -30,16 +30,18 @@ endif
 LIBS      := -levent -lmbedtls -lmbedx509 -lmbedcrypto -ljansson -lsystemd -lcurl -ldl -lm
 CHECKLIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
-# Every .c in shm/ is the ring library; every .c in src/ except the two
-# programs' mains is the daemon core.  Tests link both archives, so adding a
-# file needs no edit here.
+# Every .c in shm/ is the ring library; every .c in a folder of src/ except
+# the two programs' mains is the core both link (each takes only the objects
+# it uses from the archive).  Tests link both archives, so adding a file needs
+# no edit here.
 SHM_SRC  := $(filter-out shm/bench_%.c,$(wildcard shm/*.c))
-MAINS    := src/wsjobd.c src/wsjob.c
-CORE_SRC := $(filter-out $(MAINS),$(wildcard src/*.c))
+MAINS    := src/front/wsjobd.c src/client/wsjob.c
+CORE_SRC := $(filter-out $(MAINS),$(wildcard src/*/*.c))
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 PLUGIN_SRC := $(wildcard tests/plugins/*.c)
 EXAMPLE_SO := $(BUILD)/plugins/example.so
+EXAMPLE_SRC := src/handlers/plugins/example.c
 
 SHM_OBJ  := $(SHM_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -49,7 +51,7 @@ PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
 
 # Symbols of the plug-in API (include/wsjob.h) that handler .so files resolve
 # against the daemon at dlopen time.
-EXPORTS  := -Wl,--dynamic-list=src/wsjob.sym
+EXPORTS  := -Wl,--dynamic-list=src/handlers/wsjob.sym
 
 .PHONY: all run test unit integration bench bench-ring bench-compare fuzz install clean deps lint
 all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS) $(EXAMPLE_SO)
@@ -63,9 +65,9 @@ $(BUILD)/libshm.a: $(SHM_OBJ)
 $(BUILD)/libcore.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/wsjobd: $(BUILD)/src/wsjobd.o $(BUILD)/libcore.a $(BUILD)/libshm.a
+$(BUILD)/wsjobd: $(BUILD)/src/front/wsjobd.o $(BUILD)/libcore.a $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS)
-$(BUILD)/wsjob: $(BUILD)/src/wsjob.o $(BUILD)/libcore.a $(BUILD)/libshm.a
+$(BUILD)/wsjob: $(BUILD)/src/client/wsjob.o $(BUILD)/libcore.a $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # shm/ stands alone: its tests and benchmark link nothing else.
@@ -79,7 +81,7 @@ $(BUILD)/tests/bench_ring%: $(BUILD)/tests/bench_ring%.o $(BUILD)/libshm.a
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(CHECKLIBS)
 
-$(EXAMPLE_SO): src/plugins/example.c include/wsjob.h
+$(EXAMPLE_SO): $(EXAMPLE_SRC) include/wsjob.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
 $(BUILD)/plugins/%.so: tests/plugins/%.c include/wsjob.h

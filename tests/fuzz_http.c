@@ -1,6 +1,6 @@
 /* fuzz_http.c — libFuzzer target for the HTTP head parser and its helpers
- * (src/http_request.c) and the server side of the handshake
- * (src/ws_handshake.c).  Besides "no crash", it checks what the parser
+ * (src/wire/http_request.c) and the server side of the handshake
+ * (src/wire/ws_handshake.c).  Besides "no crash", it checks what the parser
  * promises: a result is a length within the input or a parse code; a head
  * found in a buffer is found again, at the same length, in exactly those
  * bytes; one byte less of it is still incomplete. */
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_request.h"
-#include "ws_handshake.h"
+#include "wire/http_request.h"
+#include "wire/ws_handshake.h"
 
 #define MAX_HEAD 8192
 

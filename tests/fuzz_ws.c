@@ -1,4 +1,4 @@
-/* fuzz_ws.c — libFuzzer target for the WebSocket reader (src/ws_frame.c)
+/* fuzz_ws.c — libFuzzer target for the WebSocket reader (src/wire/ws_frame.c)
  * and the UTF-8 validator (src/utf8.c).
  *
  * Input: two bytes of settings, then the wire bytes.  The wire bytes are fed
@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
-#include "ws_frame.h"
+#include "wire/utf8.h"
+#include "wire/ws_frame.h"
 
 struct trace {
     uint64_t hash;     /* over every event, in order */

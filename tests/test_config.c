@@ -14,8 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "log.h"
+#include "base/config.h"
+#include "base/log.h"
 
 #define ARGV(...) ((char *[]){ "wsjobd", __VA_ARGS__, NULL })
 #define ARGC(...) ((int)(sizeof((char *[]){ "wsjobd", __VA_ARGS__ }) / sizeof(char *)))

@@ -31,7 +31,7 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/version.h>
 
-#include "handlers_builtin.h"
+#include "handlers/handlers_builtin.h"
 
 /* ------------------------------------------------------------------ */
 /* The stand-in runtime                                                */

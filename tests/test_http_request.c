@@ -1,4 +1,4 @@
-/* test_http_request.c — the HTTP/1.1 head parser (src/http_request.c). */
+/* test_http_request.c — the HTTP/1.1 head parser (src/wire/http_request.c). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,7 +6,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "http_request.h"
+#include "wire/http_request.h"
 
 #define MAX_HEAD 8192
 

@@ -116,18 +116,18 @@ def header_constants():
 
 
 def error_codes():
-    codes = re.findall(r'\[JE_[A-Z_]+\]\s*=\s*"([a-z_]+)"', source("src/pipeline.c"))
+    codes = re.findall(r'\[JE_[A-Z_]+\]\s*=\s*"([a-z_]+)"', source("src/pipeline/pipeline.c"))
     codes = sorted(set(codes) - {"none"})
     if not codes:
-        raise AssertionError("no error codes found in src/pipeline.c")
+        raise AssertionError("no error codes found in src/pipeline/pipeline.c")
     return codes
 
 
 def builtin_types():
     types = re.findall(r'\{\s*"([a-z0-9_-]+)",\s*WSJOB_(?:CPU|IO)',
-                       source("src/handlers_builtin.c"))
+                       source("src/handlers/handlers_builtin.c"))
     if not types:
-        raise AssertionError("no job types found in src/handlers_builtin.c")
+        raise AssertionError("no job types found in src/handlers/handlers_builtin.c")
     return types
 
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "netaddr.h"
+#include "base/netaddr.h"
 
 static char why[256];
 

@@ -23,10 +23,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "front.h"
-#include "log.h"
-#include "tls_client.h"
-#include "tls_conn.h"
+#include "front/front.h"
+#include "base/log.h"
+#include "client/tls_client.h"
+#include "front/tls_conn.h"
 
 static char dir[64];   /* the certificates, made once for the whole run */
 

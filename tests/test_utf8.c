@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "wire/utf8.h"
 
 #define S(lit) (const uint8_t *)(lit), sizeof(lit) - 1
 

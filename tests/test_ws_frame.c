@@ -1,10 +1,10 @@
-/* test_ws_frame.c — RFC 6455 framing and the message reader (src/ws_frame.c). */
+/* test_ws_frame.c — RFC 6455 framing and the message reader (src/wire/ws_frame.c). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
-#include "ws_frame.h"
+#include "wire/utf8.h"
+#include "wire/ws_frame.h"
 
 #define FIN 0x80
 #define RSV1 0x40

@@ -1,10 +1,10 @@
-/* test_ws_handshake.c — the RFC 6455 §4 opening handshake (src/ws_handshake.c). */
+/* test_ws_handshake.c — the RFC 6455 §4 opening handshake (src/wire/ws_handshake.c). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ws_handshake.h"
+#include "wire/ws_handshake.h"
 
 #define RFC_KEY    "dGhlIHNhbXBsZSBub25jZQ=="
 #define RFC_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

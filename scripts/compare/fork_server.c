@@ -29,11 +29,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "handlers_builtin.h"
-#include "http_request.h"
-#include "utf8.h"
-#include "ws_frame.h"
-#include "ws_handshake.h"
+#include "handlers/handlers_builtin.h"
+#include "wire/http_request.h"
+#include "wire/utf8.h"
+#include "wire/ws_frame.h"
+#include "wire/ws_handshake.h"
 
 #define MAX_MESSAGE  (1u << 20)     /* as wsjobd's default --max-message */
 #define HEAD_MAX     8192           /* as wsjobd: a longer head is refused */

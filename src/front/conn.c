@@ -1,0 +1,585 @@
+/* conn.c — one client connection: the HTTP request, the upgrade, then
+ * RFC 6455 framing, pings and the close handshake, on a libevent
+ * bufferevent.
+ *
+ * Nothing here blocks or runs job code.  Memory per idle connection is this
+ * struct, the bufferevent and its two empty evbuffers: the frame reader
+ * holds no heap memory between messages. */
+#include "front/conn.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "front/conn_accept.h"
+#include "front/front.h"
+#include "handlers/handler_registry.h"
+#include "wire/http_request.h"
+#include "front/http_routes.h"
+#include "front/jobs_proto.h"
+#include "base/log.h"
+#include "front/raw_proto.h"
+#include "front/tls_conn.h"
+#include "wire/ws_frame.h"
+#include "wire/ws_handshake.h"
+
+#define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
+#define OUT_HIGH_WATER (4u << 20)        /* stop reading a client whose output piles up */
+#define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
+#define LINGER_MS      1000
+#define PINGS_UNANSWERED_MAX 2
+#define SMALL_FRAME    256               /* payloads copied next to their header */
+
+/* PH_LINGER: our last bytes are written and our side shut down; the peer's
+ * unread bytes are read and dropped until it closes, because closing a
+ * socket with unread input makes the kernel send RST, which can destroy the
+ * response before the peer reads it (the 400/431 would never be seen). */
+enum phase { PH_HTTP, PH_WS, PH_CLOSING, PH_LINGER };
+
+struct conn {
+    struct front *f;
+    struct conn *prev, *next;      /* front->all */
+    struct conn *room_next;        /* waiting for job capacity */
+    struct bufferevent *bev;
+    struct event timer;            /* handshake timeout, then pings, then close wait */
+    const struct proto_ops *ops;   /* the route, once upgraded */
+    void *ps;                      /* the route's state, owned by the route */
+    struct ws_reader rd;
+    uint16_t http_scanned;         /* head bytes known to hold no new LF */
+    uint8_t phase;
+    uint8_t stats_ok;              /* peer within --stats-allow */
+    uint8_t tls;
+    uint8_t paused;                /* the route asked to stop reading */
+    uint8_t out_paused;            /* output over the high-water mark */
+    uint8_t in_read;               /* inside read_ws (re-entrancy guard) */
+    uint8_t close_after_flush;     /* free once the output is written */
+    uint8_t pings_out;             /* pings sent since the peer last spoke */
+    uint8_t heard;                 /* the peer sent something this interval */
+    uint8_t doomed;                /* conn_free asked for while in_read */
+    uint8_t freed;
+};
+
+static void conn_free(struct conn *c);
+static void read_cb(struct bufferevent *bev, void *arg);
+
+struct front *conn_front(const struct conn *c) { return c->f; }
+
+size_t conn_out_pending(const struct conn *c)
+{
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void set_timer(struct conn *c, unsigned ms)
+{
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(&c->timer, &tv);
+}
+
+/* ---- sending ----------------------------------------------------------- */
+
+static void update_reading(struct conn *c)
+{
+    if (c->paused || c->out_paused)
+        bufferevent_disable(c->bev, EV_READ);
+    else
+        bufferevent_enable(c->bev, EV_READ);
+}
+
+static void check_out_high_water(struct conn *c)
+{
+    if (!c->out_paused && conn_out_pending(c) > OUT_HIGH_WATER) {
+        c->out_paused = 1;
+        update_reading(c);
+    }
+}
+
+void conn_send(struct conn *c, int opcode, const void *data, size_t len)
+{
+    if (c->phase != PH_WS)
+        return;
+    /* A small frame goes in with one evbuffer_add: each add runs the
+     * buffer's callbacks, which cost more than copying a few hundred bytes. */
+    uint8_t frame[WS_MAX_HEADER + SMALL_FRAME];
+    size_t hl = ws_frame_header_write(frame, true, (uint8_t)opcode, len, NULL);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (len <= SMALL_FRAME) {
+        if (len)
+            memcpy(frame + hl, data, len);
+        evbuffer_add(out, frame, hl + len);
+    } else {
+        evbuffer_add(out, frame, hl);
+        evbuffer_add(out, data, len);
+    }
+    check_out_high_water(c);
+}
+
+static void send_raw(struct conn *c, const void *data, size_t len)
+{
+    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+}
+
+static void linger(struct conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (c->tls || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
+        conn_free(c);
+        return;
+    }
+    c->close_after_flush = 0;
+    c->phase = PH_LINGER;
+    c->paused = c->out_paused = 0;
+    bufferevent_enable(c->bev, EV_READ);
+    set_timer(c, LINGER_MS);
+}
+
+static void close_when_flushed(struct conn *c)
+{
+    c->close_after_flush = 1;
+    c->phase = PH_CLOSING;
+    bufferevent_disable(c->bev, EV_READ);
+    if (conn_out_pending(c) == 0 && !c->in_read)
+        linger(c);
+}
+
+void conn_close(struct conn *c, uint16_t code, const char *reason)
+{
+    if (c->phase != PH_WS)
+        return;
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    size_t n = ws_build_close(frame, code, reason, reason ? strlen(reason) : 0, NULL);
+    send_raw(c, frame, n);
+    /* Keep reading for the peer's close frame (RFC 6455 §7.1.1: the server
+     * closes TCP first, after the handshake), but not forever. */
+    c->phase = PH_CLOSING;
+    c->paused = 0;
+    update_reading(c);
+    set_timer(c, CLOSE_WAIT_MS);
+}
+
+void conn_pause(struct conn *c)
+{
+    if (c->paused)
+        return;
+    c->paused = 1;
+    update_reading(c);
+}
+
+void conn_resume(struct conn *c)
+{
+    if (!c->paused)
+        return;
+    c->paused = 0;
+    update_reading(c);
+    /* Messages may already sit in the input buffer; read them on the next
+     * loop turn rather than re-entering the route from its own callback. */
+    if (!c->in_read && evbuffer_get_length(bufferevent_get_input(c->bev)))
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* ---- WebSocket reading --------------------------------------------------- */
+
+static int on_message(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
+{
+    struct conn *c = ctx;
+    if (c->phase == PH_WS)
+        c->ops->message(c, c->ps, opcode, data, len);
+    return c->paused || c->phase != PH_WS;
+}
+
+static int on_ping(void *ctx, uint8_t *data, size_t len)
+{
+    struct conn *c = ctx;
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    if (c->phase == PH_WS)
+        send_raw(c, frame, ws_build_pong(frame, data, len, NULL));
+    return 0;
+}
+
+static void on_close(void *ctx, uint16_t code, const uint8_t *reason, size_t len)
+{
+    struct conn *c = ctx;
+    (void)reason;
+    (void)len;
+    if (c->phase == PH_WS) {
+        /* Echo the peer's code (RFC 6455 §5.5.1); "no status" is echoed as
+         * an empty close. */
+        uint8_t frame[WS_CONTROL_FRAME_MAX];
+        send_raw(c, frame, ws_build_close(frame, code, NULL, 0, NULL));
+    }
+    close_when_flushed(c);
+}
+
+static const struct ws_reader_ops reader_ops = {
+    .on_message = on_message, .on_ping = on_ping, .on_close = on_close,
+};
+
+static void fail_ws(struct conn *c)
+{
+    uint8_t frame[WS_CONTROL_FRAME_MAX];
+    size_t n = ws_reader_fail_frame(&c->rd, frame, NULL);
+    log_debug("websocket failed: %u %s", ws_reader_fail_code(&c->rd), ws_reader_fail_reason(&c->rd));
+    if (c->phase == PH_WS)
+        send_raw(c, frame, n);
+    close_when_flushed(c);
+}
+
+static void read_ws_loop(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (!len || c->paused || c->doomed || (c->phase != PH_WS && c->phase != PH_CLOSING))
+            break;
+        c->heard = 1;
+        /* Present what is contiguous; if a small frame straddles chunks,
+         * pull up to the reader's whole-frame size (its contract). */
+        size_t want = evbuffer_get_contiguous_space(in);
+        size_t floor = len < WS_READER_WHOLE_FRAME ? len : WS_READER_WHOLE_FRAME;
+        if (want < floor)
+            want = floor;
+        uint8_t *p = evbuffer_pullup(in, (ssize_t)want);
+        ssize_t n = ws_reader_feed(&c->rd, p, want);
+        if (n < 0) {
+            fail_ws(c);
+            return;
+        }
+        evbuffer_drain(in, (size_t)n);
+        if (n == 0 && want >= floor)
+            break;   /* a partial frame: wait for more bytes */
+    }
+}
+
+/* The reader calls back into routes, which may close the connection; the
+ * struct and the reader must outlive the feed call, so a free asked for
+ * meanwhile waits until the feed has returned. */
+static void read_ws(struct conn *c)
+{
+    c->in_read = 1;
+    read_ws_loop(c);
+    c->in_read = 0;
+    if (c->doomed)
+        conn_free(c);
+    else if (c->close_after_flush && conn_out_pending(c) == 0)
+        linger(c);
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+static void respond(struct conn *c, int status, const char *extra, const char *ctype,
+                    const void *body, size_t len, int keep)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n%s%s\r\n",
+                        status, http_status_text(status), ctype, len, extra ? extra : "",
+                        keep ? "" : "Connection: close\r\n");
+    evbuffer_add(out, body, len);
+    if (!keep)
+        close_when_flushed(c);
+}
+
+static void respond_text(struct conn *c, int status, const char *extra, const char *text, int keep)
+{
+    respond(c, status, extra, "text/plain; charset=utf-8", text, strlen(text), keep);
+}
+
+static void start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
+{
+    c->ops = ops;
+    c->ps = ps;
+    c->phase = PH_WS;
+    /* The shared memory was sized for the limit the daemon started with; a
+     * reload does not change it (see config_restart_changes). */
+    ws_reader_init(&c->rd, WS_ROLE_SERVER, c->f->p->max_message, &reader_ops, c);
+    evtimer_del(&c->timer);
+    if (c->f->cfg->ping_interval_ms)
+        set_timer(c, c->f->cfg->ping_interval_ms);
+}
+
+/* Upgrades to a WebSocket on a job route, after the checks that guard it. */
+static void upgrade(struct conn *c, const struct http_request *req, const struct http_str *path,
+                    const struct http_str *query)
+{
+    const struct config *cfg = c->f->cfg;
+    int type = -1;
+    static const char run[] = "/run/";
+    if (path->len > sizeof run - 1 && memcmp(path->p, run, sizeof run - 1) == 0) {
+        type = registry_find(path->p + 5, path->len - 5);
+        if (type < 0) {
+            respond_text(c, 404, NULL, "no such job type\n", 0);
+            return;
+        }
+    }
+    int why = http_route_admit(cfg, req, *query);
+    if (why) {
+        respond_text(c, why, why == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL,
+                     why == 401 ? "authorization required\n" : "origin not allowed\n", 0);
+        return;
+    }
+    char head[512];
+    struct ws_upgrade up;
+    enum ws_handshake_status st = ws_handshake_check(req, NULL, &up);
+    if (st != WS_HS_OK) {
+        int n = ws_handshake_error_response(st, head, sizeof head);
+        if (n > 0)
+            send_raw(c, head, (size_t)n);
+        close_when_flushed(c);
+        return;
+    }
+    int n = ws_handshake_response(&up, head, sizeof head);
+    if (n < 0) {
+        respond_text(c, 400, NULL, "bad WebSocket handshake\n", 0);
+        return;
+    }
+    void *ps = type < 0 ? jobs_proto_new(c) : raw_proto_new(c, type);
+    if (!ps) {
+        respond_text(c, 503, NULL, "out of memory\n", 0);
+        return;
+    }
+    send_raw(c, head, (size_t)n);
+    start_ws(c, type < 0 ? &jobs_proto_ops : &raw_proto_ops, ps);
+}
+
+static int is_job_route(const struct http_str *path)
+{
+    return (path->len == 5 && memcmp(path->p, "/jobs", 5) == 0) ||
+           (path->len > 5 && memcmp(path->p, "/run/", 5) == 0);
+}
+
+/* One request; returns 1 to go on reading requests on this connection. */
+static int route(struct conn *c, const struct http_request *req)
+{
+    struct http_str path, query;
+    http_target_split(req->target, &path, &query);
+    int keep = req->minor_version >= 1 &&
+               !http_headers_have_token(req->headers, req->num_headers, "Connection", "close");
+    if (!(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
+        respond_text(c, 405, "Allow: GET\r\n", "method not allowed\n", 0);
+        return 0;
+    }
+    if (is_job_route(&path)) {
+        upgrade(c, req, &path, &query);
+        return 0;
+    }
+    struct http_reply r;
+    http_route_plain(c->f, &path, c->stats_ok, &r);
+    respond(c, r.status, NULL, r.ctype, r.body, r.len, keep);
+    http_reply_free(&r);
+    return keep;
+}
+
+static void read_http(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (c->phase == PH_HTTP) {
+        size_t len = evbuffer_get_length(in);
+        if (!len)
+            return;
+        size_t take = len > HEADER_LIMIT + 1 ? HEADER_LIMIT + 1 : len;
+        const char *p = (const char *)evbuffer_pullup(in, (ssize_t)take);
+        /* The parser starts over on each call; a head can only complete with
+         * a new LF, so a peer trickling bytes costs one scan per byte, not
+         * one parse of the whole head per byte. */
+        if (take <= HEADER_LIMIT && c->http_scanned && c->http_scanned < take &&
+            !memchr(p + c->http_scanned, '\n', take - c->http_scanned)) {
+            c->http_scanned = (uint16_t)take;
+            return;
+        }
+        struct http_request req;
+        int n = http_request_parse(p, take, HEADER_LIMIT, &req);
+        if (n == HTTP_PARSE_INCOMPLETE) {
+            c->http_scanned = (uint16_t)take;
+            return;
+        }
+        c->http_scanned = 0;
+        if (n == HTTP_PARSE_TOO_LARGE) {
+            respond_text(c, 431, NULL, "request header fields too large\n", 0);
+            return;
+        }
+        if (n < 0) {
+            respond_text(c, 400, NULL, "bad request\n", 0);
+            return;
+        }
+        int again = route(c, &req);
+        if (c->freed)
+            return;
+        evbuffer_drain(in, (size_t)n);
+        if (c->phase != PH_HTTP && c->phase != PH_WS)
+            return;
+        if (!again)
+            break;
+        /* A kept-alive connection gets a fresh header timeout per request. */
+        set_timer(c, c->f->cfg->handshake_timeout_ms);
+    }
+    if (c->phase == PH_WS)
+        read_ws(c);   /* frames sent right behind the upgrade request */
+}
+
+/* ---- libevent callbacks -------------------------------------------------- */
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    dispatch_new_batch(c->f->d);
+    if (c->phase == PH_LINGER) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    if (c->phase == PH_HTTP)
+        read_http(c);
+    else
+        read_ws(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (c->close_after_flush) {
+        linger(c);
+        return;
+    }
+    if (c->out_paused) {
+        c->out_paused = 0;
+        update_reading(c);
+    }
+    if (c->phase == PH_WS && c->ops->drained)
+        c->ops->drained(c, c->ps);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    (void)what;   /* EOF, error or TLS failure: the peer is gone either way */
+    conn_free(c);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->phase != PH_WS) {
+        /* Handshake timeout, or no close frame back after ours. */
+        conn_free(c);
+        return;
+    }
+    unsigned interval = c->f->cfg->ping_interval_ms;
+    if (!interval)
+        return;   /* pings were turned off by a reload */
+    if (c->heard) {
+        c->heard = 0;
+        c->pings_out = 0;
+    } else if (c->pings_out >= PINGS_UNANSWERED_MAX) {
+        log_debug("peer did not answer %d pings: dropping it", PINGS_UNANSWERED_MAX);
+        conn_free(c);
+        return;
+    } else {
+        uint8_t frame[WS_CONTROL_FRAME_MAX];
+        send_raw(c, frame, ws_build_ping(frame, "wsjobd", 6, NULL));
+        c->pings_out++;
+    }
+    set_timer(c, interval);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t len, int tls)
+{
+    (void)len;
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->f = f;
+    c->tls = (uint8_t)tls;
+    c->stats_ok = config_stats_allowed(f->cfg, peer);
+    c->bev = tls ? tls_conn_new(f, fd) : bufferevent_socket_new(f->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        free(c);
+        return -1;
+    }
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    evtimer_assign(&c->timer, f->base, timer_cb, c);
+    set_timer(c, f->cfg->handshake_timeout_ms);
+    c->next = f->all;
+    if (f->all)
+        f->all->prev = c;
+    f->all = c;
+    f->conns.open++;
+    if (tls)
+        f->conns.tls_open++;
+    return 0;
+}
+
+static void free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    free(arg);
+}
+
+static void conn_free(struct conn *c)
+{
+    if (c->freed)
+        return;
+    if (c->in_read) {
+        c->doomed = 1;
+        return;
+    }
+    c->freed = 1;
+    struct front *f = c->f;
+    if (c->ops)
+        c->ops->closed(c, c->ps);
+    ws_reader_free(&c->rd);
+    evtimer_del(&c->timer);
+    bufferevent_free(c->bev);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        f->all = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    f->conns.open--;
+    if (c->tls)
+        f->conns.tls_open--;
+    /* Callers up the stack (an HTTP route, a dispatch callback) may still
+     * look at c->freed; the struct itself goes on the next loop turn. */
+    event_base_once(f->base, -1, EV_TIMEOUT, free_cb, c, NULL);
+}
+
+void conn_shutdown_all(struct front *f)
+{
+    for (struct conn *c = f->all; c; c = c->next)
+        if (c->phase == PH_WS && c->ops->shutdown)
+            c->ops->shutdown(c, c->ps);
+}
+
+void conn_close_all(struct front *f, uint16_t code, const char *reason)
+{
+    struct conn *c = f->all;
+    while (c) {
+        struct conn *next = c->next;
+        if (c->phase == PH_WS)
+            conn_close(c, code, reason);
+        else if (c->phase == PH_HTTP)
+            conn_free(c);
+        c = next;
+    }
+}
+
+void conn_room(struct front *f)
+{
+    for (struct conn *c = f->all; c; c = c->next)
+        if (c->phase == PH_WS && c->paused && c->ops->room)
+            c->ops->room(c, c->ps);
+}

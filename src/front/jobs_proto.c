@@ -1,0 +1,426 @@
+/* jobs_proto.c — /jobs: one JSON object per text message in, one JSON event
+ * per message out.
+ *
+ * The no-loss invariant lives here and in dispatch: every submit whose id
+ * could be read gets exactly one final event.  A submit refused before it
+ * reaches dispatch is answered here at once; one admitted is answered by
+ * dispatch through the sink below, exactly once, and only then is its
+ * entry freed. */
+#include "front/jobs_proto.h"
+
+#include <jansson.h>
+#include <mbedtls/base64.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline/dispatch.h"
+#include "front/front.h"
+#include "handlers/handler_registry.h"
+#include "wire/json_out.h"
+#include "wire/utf8.h"
+#include "wire/ws_frame.h"
+
+#define ID_MAX 64
+#define PROGRESS_MIN_NS 100000000   /* ~10 progress events per second per job */
+
+struct jobs_conn;
+
+/* One job in flight on this connection; the dispatch cookie. */
+struct entry {
+    struct jobs_conn *jc;
+    struct entry *next;
+    uint32_t job;
+    uint32_t chunk_seq;
+    uint64_t unacked;           /* stream bytes handed to the socket buffer */
+    int64_t  last_progress_ns;
+    uint8_t  idlen;
+    char     id[ID_MAX];
+};
+
+struct jobs_conn {
+    struct conn  *c;
+    struct entry *jobs;         /* in flight, newest first */
+    unsigned      n;
+    int           shutting_down;
+};
+
+static const struct job_sink sink;
+
+void *jobs_proto_new(struct conn *c)
+{
+    struct jobs_conn *jc = calloc(1, sizeof *jc);
+    if (jc)
+        jc->c = c;
+    return jc;
+}
+
+static struct jout *scratch(struct jobs_conn *jc)
+{
+    struct jout *j = &conn_front(jc->c)->scratch;
+    jout_reset(j);
+    return j;
+}
+
+static void send_json(struct jobs_conn *jc, struct jout *j)
+{
+    if (!j->oom)
+        conn_send(jc->c, WS_OP_TEXT, j->p, j->len);
+}
+
+static void begin_event(struct jout *j, const char *id, size_t idlen, const char *event)
+{
+    jout_lit(j, "{");
+    if (id) {
+        jout_lit(j, "\"id\":");
+        jout_str(j, id, idlen);
+        jout_lit(j, ",");
+    }
+    jout_lit(j, "\"event\":\"");
+    jout_lit(j, event);
+    jout_lit(j, "\"");
+}
+
+/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...". */
+static void put_output(struct jout *j, const uint8_t *data, size_t len)
+{
+    if (utf8_valid(data, len)) {
+        jout_lit(j, ",\"output\":");
+        jout_str(j, data, len);
+    } else {
+        jout_lit(j, ",\"output_b64\":");
+        jout_b64(j, data, len);
+    }
+}
+
+static void send_error(struct jobs_conn *jc, const char *id, size_t idlen,
+                       enum job_error code, const char *msg, size_t msglen)
+{
+    struct jout *j = scratch(jc);
+    begin_event(j, id, idlen, "error");
+    jout_lit(j, ",\"code\":\"");
+    jout_lit(j, job_error_name(code));
+    jout_lit(j, "\",\"message\":");
+    /* A handler's message may not be valid UTF-8; JSON text must be. */
+    if (utf8_valid((const uint8_t *)msg, msglen))
+        jout_str(j, msg, msglen);
+    else
+        jout_lit(j, "\"(message not valid UTF-8)\"");
+    jout_lit(j, "}");
+    send_json(jc, j);
+}
+
+static void send_error_c(struct jobs_conn *jc, const char *id, size_t idlen,
+                         enum job_error code, const char *msg)
+{
+    send_error(jc, id, idlen, code, msg, strlen(msg));
+}
+
+static struct entry *find(struct jobs_conn *jc, const char *id, size_t idlen)
+{
+    for (struct entry *e = jc->jobs; e; e = e->next)
+        if (e->idlen == idlen && memcmp(e->id, id, idlen) == 0)
+            return e;
+    return NULL;
+}
+
+static void unlink_entry(struct jobs_conn *jc, struct entry *e)
+{
+    for (struct entry **pp = &jc->jobs; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            jc->n--;
+            return;
+        }
+    }
+}
+
+static void ack_entry(struct entry *e)
+{
+    if (!e->unacked)
+        return;
+    dispatch_ack(conn_front(e->jc->c)->d, e->job, e->unacked);
+    e->unacked = 0;
+}
+
+/* ---- events from dispatch --------------------------------------------- */
+
+static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len)
+{
+    struct entry *e = cookie;
+    struct jobs_conn *jc = e->jc;
+    (void)job;
+    struct jout *j = scratch(jc);
+    begin_event(j, e->id, e->idlen, "chunk");
+    jout_lit(j, ",\"seq\":");
+    jout_u64(j, e->chunk_seq++);
+    put_output(j, data, len);
+    jout_lit(j, "}");
+    send_json(jc, j);
+    e->unacked += len;
+    /* While the socket keeps up, acknowledge at once; otherwise the bytes
+     * stay unacknowledged until the buffer drains (see drained()), which is
+     * what makes the handler's emit wait for a client that does not read. */
+    if (conn_out_pending(jc->c) <= conn_front(jc->c)->p->stream_window)
+        ack_entry(e);
+}
+
+static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t total)
+{
+    struct entry *e = cookie;
+    (void)job;
+    int64_t now = monotonic_ns();
+    if (now - e->last_progress_ns < PROGRESS_MIN_NS)
+        return;
+    e->last_progress_ns = now;
+    struct jout *j = scratch(e->jc);
+    begin_event(j, e->id, e->idlen, "progress");
+    jout_lit(j, ",\"done\":");
+    jout_u64(j, done);
+    jout_lit(j, ",\"total\":");
+    jout_u64(j, total);
+    jout_lit(j, "}");
+    send_json(e->jc, j);
+}
+
+static void finish(struct entry *e)
+{
+    struct jobs_conn *jc = e->jc;
+    unlink_entry(jc, e);
+    free(e);
+    conn_resume(jc->c);
+}
+
+static void on_done(void *cookie, uint32_t job, const uint8_t *data, size_t len,
+                    int has_output, uint64_t queued_us, uint64_t run_us)
+{
+    struct entry *e = cookie;
+    (void)job;
+    struct jout *j = scratch(e->jc);
+    begin_event(j, e->id, e->idlen, "done");
+    if (has_output)
+        put_output(j, data, len);
+    jout_lit(j, ",\"queued_us\":");
+    jout_u64(j, queued_us);
+    jout_lit(j, ",\"run_us\":");
+    jout_u64(j, run_us);
+    jout_lit(j, "}");
+    if (j->oom)
+        send_error_c(e->jc, e->id, e->idlen, JE_TOO_LARGE, "output too large to encode");
+    else
+        send_json(e->jc, j);
+    finish(e);
+}
+
+static void on_error(void *cookie, uint32_t job, enum job_error code, const char *msg, size_t len)
+{
+    struct entry *e = cookie;
+    (void)job;
+    send_error(e->jc, e->id, e->idlen, code, msg, len);
+    finish(e);
+}
+
+static const struct job_sink sink = {
+    .chunk = on_chunk, .progress = on_progress, .done = on_done, .error = on_error,
+};
+
+/* ---- requests from the client ------------------------------------------ */
+
+/* The input bytes a handler receives: a JSON string's UTF-8 bytes, any other
+ * value's compact JSON text, or input_b64 decoded.  *owned is malloc'd when
+ * set.  JE_NONE or JE_BAD_REQUEST with a message. */
+static enum job_error read_input(json_t *req, const uint8_t **in, size_t *len,
+                                 uint8_t **owned, const char **why)
+{
+    json_t *v = json_object_get(req, "input");
+    json_t *b = json_object_get(req, "input_b64");
+    *owned = NULL;
+    if (v && b) {
+        *why = "give input or input_b64, not both";
+        return JE_BAD_REQUEST;
+    }
+    if (b) {
+        if (!json_is_string(b)) {
+            *why = "input_b64 must be a string";
+            return JE_BAD_REQUEST;
+        }
+        const unsigned char *s = (const unsigned char *)json_string_value(b);
+        size_t slen = json_string_length(b), olen = 0;
+        *owned = malloc(slen / 4 * 3 + 3);
+        if (!*owned || mbedtls_base64_decode(*owned, slen / 4 * 3 + 3, &olen, s, slen) != 0) {
+            free(*owned);
+            *owned = NULL;
+            *why = "input_b64 is not valid base64";
+            return JE_BAD_REQUEST;
+        }
+        *in = *owned;
+        *len = olen;
+        return JE_NONE;
+    }
+    if (!v) {
+        *in = (const uint8_t *)"";
+        *len = 0;
+        return JE_NONE;
+    }
+    if (json_is_string(v)) {
+        *in = (const uint8_t *)json_string_value(v);
+        *len = json_string_length(v);
+        return JE_NONE;
+    }
+    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        *why = "input cannot be encoded";
+        return JE_BAD_REQUEST;
+    }
+    *owned = (uint8_t *)text;
+    *in = *owned;
+    *len = strlen(text);
+    return JE_NONE;
+}
+
+static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
+{
+    struct front *f = conn_front(jc->c);
+    if (jc->shutting_down || f->shutting_down) {
+        send_error_c(jc, id, idlen, JE_SHUTTING_DOWN, "the server is shutting down");
+        return;
+    }
+    json_t *type = json_object_get(req, "type");
+    if (!json_is_string(type)) {
+        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "type must be a string");
+        return;
+    }
+    int t = registry_find(json_string_value(type), json_string_length(type));
+    if (t < 0) {
+        send_error_c(jc, id, idlen, JE_UNKNOWN_TYPE, "no such job type");
+        return;
+    }
+    json_t *tmo = json_object_get(req, "timeout_ms");
+    if (tmo && (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
+                json_integer_value(tmo) > 86400000)) {
+        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "timeout_ms must be an integer 1..86400000");
+        return;
+    }
+    if (find(jc, id, idlen)) {
+        send_error_c(jc, id, idlen, JE_DUPLICATE_ID, "a job with this id is in flight");
+        return;
+    }
+    if (jc->n >= f->cfg->max_inflight) {
+        send_error_c(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
+        return;
+    }
+    const uint8_t *in;
+    size_t len;
+    uint8_t *owned;
+    const char *why;
+    if (read_input(req, &in, &len, &owned, &why) != JE_NONE) {
+        send_error_c(jc, id, idlen, JE_BAD_REQUEST, why);
+        return;
+    }
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        free(owned);
+        send_error_c(jc, id, idlen, JE_BUSY, "out of memory");
+        return;
+    }
+    e->jc = jc;
+    e->idlen = (uint8_t)idlen;
+    memcpy(e->id, id, idlen);
+    struct job_request r = {
+        .type = t, .input = in, .len = len,
+        .timeout_ms = tmo ? json_integer_value(tmo) : 0,
+        .sink = &sink, .cookie = e,
+    };
+    enum job_error err = dispatch_submit(f->d, &r, &e->job);
+    free(owned);
+    if (err != JE_NONE) {
+        free(e);
+        send_error_c(jc, id, idlen, err, err == JE_BUSY ? "queue full" :
+                     err == JE_TOO_LARGE ? "input exceeds max-message" : "rejected");
+        return;
+    }
+    e->next = jc->jobs;
+    jc->jobs = e;
+    jc->n++;
+}
+
+static void cancel(struct jobs_conn *jc, const char *id, size_t idlen)
+{
+    /* Not in flight (unknown, or answered already): ignored, so a cancel
+     * racing a done is harmless. */
+    struct entry *e = find(jc, id, idlen);
+    if (e)
+        dispatch_cancel(conn_front(jc->c)->d, e->job);
+}
+
+static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, size_t len)
+{
+    struct jobs_conn *jc = state;
+    (void)c;
+    if (opcode != WS_OP_TEXT) {
+        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, "send JSON text messages");
+        return;
+    }
+    json_error_t jerr;
+    json_t *req = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req || !json_is_object(req)) {
+        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, req ? "not a JSON object" : jerr.text);
+        json_decref(req);
+        return;
+    }
+    json_t *idv = json_object_get(req, "id");
+    const char *id = json_is_string(idv) ? json_string_value(idv) : NULL;
+    size_t idlen = id ? json_string_length(idv) : 0;
+    if (!id || idlen < 1 || idlen > ID_MAX) {
+        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, "id must be a string of 1 to 64 bytes");
+        json_decref(req);
+        return;
+    }
+    json_t *op = json_object_get(req, "op");
+    const char *ops = json_is_string(op) ? json_string_value(op) : "";
+    if (strcmp(ops, "submit") == 0)
+        submit(jc, req, id, idlen);
+    else if (strcmp(ops, "cancel") == 0)
+        cancel(jc, id, idlen);
+    else
+        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "op must be submit or cancel");
+    json_decref(req);
+}
+
+static void on_drained(struct conn *c, void *state)
+{
+    struct jobs_conn *jc = state;
+    (void)c;
+    for (struct entry *e = jc->jobs; e; e = e->next)
+        ack_entry(e);
+}
+
+static void on_room(struct conn *c, void *state)
+{
+    (void)c;
+    (void)state;   /* /jobs answers busy instead of waiting */
+}
+
+static void on_shutdown(struct conn *c, void *state)
+{
+    (void)c;
+    ((struct jobs_conn *)state)->shutting_down = 1;
+}
+
+static void on_closed(struct conn *c, void *state)
+{
+    struct jobs_conn *jc = state;
+    struct dispatch *d = conn_front(c)->d;
+    struct entry *e = jc->jobs;
+    while (e) {
+        struct entry *next = e->next;
+        dispatch_detach(d, e->job);
+        free(e);
+        e = next;
+    }
+    free(jc);
+}
+
+const struct proto_ops jobs_proto_ops = {
+    .message = on_message, .drained = on_drained, .room = on_room,
+    .shutdown = on_shutdown, .closed = on_closed,
+};

@@ -55,8 +55,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
-
+#include "clock.h"
 #include "shm.h"
 
 #define SHM_EVC_IDS 65536u   /* one flag byte per possible 16-bit id */
@@ -138,13 +137,6 @@ static inline void shm_evc_notify(struct shm_evc *ev, uint32_t n)
 }
 
 /* ---- time and spinning, shared by the rings ---------------------------- */
-
-static inline int64_t shm_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* timeout_ms < 0 means no deadline (returned as -1). */
 static inline int64_t shm_deadline_ns(int timeout_ms)

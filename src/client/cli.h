@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "client/ws_client.h"
+#include "clock.h"
 
 #define CLI_DEFAULT_URL "ws://127.0.0.1:8080"
 
@@ -75,7 +76,6 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out);
 int cli_parse_seconds(const char *opt, const char *s, double *out);
 
-int64_t cli_now_ns(void);
 
 int cli_submit(struct cli_opts *o, int argc, char **argv);
 int cli_stats(struct cli_opts *o, int argc, char **argv);

@@ -283,7 +283,7 @@ int bench_start(const struct bench_cfg *cfg, struct bench_shared *sh, struct ben
     pthread_mutex_lock(&sh->mu);
     while (sh->ready < started)
         pthread_cond_wait(&sh->cv, &sh->mu);
-    sh->start_ns = cli_now_ns();
+    sh->start_ns = shm_now_ns();
     sh->go = true;
     pthread_cond_broadcast(&sh->cv);
     pthread_mutex_unlock(&sh->mu);

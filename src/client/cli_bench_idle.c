@@ -98,9 +98,9 @@ int bench_idle(const struct bench_cfg *cfg)
         return CLI_FAIL;
     }
     snapshot(cfg->pid, &before);
-    int64_t t0 = cli_now_ns();
+    int64_t t0 = shm_now_ns();
     int rc = bench_start(cfg, &sh, ws);
-    double connect_s = (double)(cli_now_ns() - t0) / 1e9;
+    double connect_s = (double)(shm_now_ns() - t0) / 1e9;
     if (rc == 0) {
         nap(SETTLE_SECONDS);
         snapshot(cfg->pid, &after);

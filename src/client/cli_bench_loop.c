@@ -27,7 +27,7 @@ static int wait_events(struct bench_worker *w, int timeout_ms)
 {
     struct epoll_event ev[MAX_EVENTS];
     int n = epoll_wait(w->epfd, ev, MAX_EVENTS, timeout_ms);
-    w->now = cli_now_ns();
+    w->now = shm_now_ns();
     for (int i = 0; i < n; i++)
         bench_conn_event(ev[i].data.ptr, ev[i].events);
     return n < 0 && errno != EINTR ? -1 : 0;
@@ -45,7 +45,7 @@ static int ms_until(int64_t now, int64_t t)
 
 static int connect_all(struct bench_worker *w)
 {
-    int64_t deadline = cli_now_ns() + CONNECT_LIMIT_NS;
+    int64_t deadline = shm_now_ns() + CONNECT_LIMIT_NS;
     unsigned next = 0;
     for (;;) {
         unsigned pending = 0, open = 0;
@@ -101,7 +101,7 @@ static void idle(struct bench_worker *w)
  * (RFC 6455 §7.1.1: the server should close TCP first). */
 static void close_all(struct bench_worker *w)
 {
-    int64_t deadline = cli_now_ns() + CLOSE_LIMIT_NS;
+    int64_t deadline = shm_now_ns() + CLOSE_LIMIT_NS;
     for (unsigned i = 0; i < w->nconns; i++)
         bench_conn_goodbye(&w->conns[i]);
     while (w->live > 0 && w->now < deadline && wait_events(w, ms_until(w->now, deadline)) == 0)
@@ -169,7 +169,7 @@ void *bench_worker_main(void *arg)
 {
     struct bench_worker *w = arg;
     const struct bench_cfg *cfg = w->cfg;
-    w->now = cli_now_ns();
+    w->now = shm_now_ns();
     w->stopping = true;   /* until the start line */
     int rc = setup(w);
     if (rc < 0)
@@ -179,7 +179,7 @@ void *bench_worker_main(void *arg)
     if (rc < 0)
         atomic_store(&w->sh->failed, 1);
     bench_start_line(w->sh);
-    w->now = cli_now_ns();
+    w->now = shm_now_ns();
     w->measure_ns = w->sh->start_ns + (cfg->total ? 0 : (int64_t)(cfg->warmup * 1e9));
     w->stop_ns = w->measure_ns + (int64_t)(cfg->seconds * 1e9);
     w->stopping = false;

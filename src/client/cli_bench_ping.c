@@ -17,7 +17,7 @@ struct ping_run {
 
 static int send_ping(struct ws_client *c, struct ping_run *r)
 {
-    uint64_t payload[2] = { r->sent, (uint64_t)cli_now_ns() };
+    uint64_t payload[2] = { r->sent, (uint64_t)shm_now_ns() };
     if (ws_client_ping(c, payload, sizeof payload) < 0)
         return -1;
     r->sent++;
@@ -36,17 +36,17 @@ static void got_pong(struct ping_run *r, const struct ws_msg *m)
     memcpy(payload, m->data, sizeof payload);
     if (payload[0] != r->got)
         r->wrong++;
-    hist_record(&r->rtt_us, ((uint64_t)cli_now_ns() - payload[1]) / 1000);
+    hist_record(&r->rtt_us, ((uint64_t)shm_now_ns() - payload[1]) / 1000);
     r->got++;
 }
 
 static int exchange(const struct bench_cfg *cfg, struct ws_client *c, struct ping_run *r,
                     uint64_t count)
 {
-    int64_t interval = (int64_t)(1e9 / cfg->rate), next = cli_now_ns();
+    int64_t interval = (int64_t)(1e9 / cfg->rate), next = shm_now_ns();
     int64_t end = next + interval * (int64_t)count + GRACE_NS;
     while (r->got + r->wrong < count) {
-        int64_t now = cli_now_ns();
+        int64_t now = shm_now_ns();
         if (r->sent < count && now >= next) {
             if (send_ping(c, r) < 0)
                 break;

@@ -112,13 +112,6 @@ int cli_parse_seconds(const char *opt, const char *s, double *out)
     return 0;
 }
 
-int64_t cli_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static json_t *b64_string(const uint8_t *data, size_t len)
 {
     size_t olen = 0, cap = (len + 2) / 3 * 4 + 1;

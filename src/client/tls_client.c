@@ -17,10 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "wire/tls_config.h"
+#include "clock.h"
 
 #define HOST_MAX 256
 #define SAN_IP_TAG (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)   /* GeneralName iPAddress, RFC 5280 §4.2.1.6 */
@@ -193,9 +193,7 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return shm_now_ns() / 1000000;
 }
 
 /* 0 when fd is ready for events; -1 with errno, ETIMEDOUT at the deadline

@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "wire/ws_frame.h"
+#include "clock.h"
 
 #define IN_BUF_SIZE (64 * 1024)   /* >= WS_READER_WHOLE_FRAME, see ws_frame.h */
 #define GOODBYE_MS  500           /* how long close waits for the server's close */
@@ -120,9 +120,7 @@ struct ws_client {
 
 static int64_t now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return shm_now_ns() / 1000000;
 }
 
 static int left_ms(int64_t deadline)

@@ -17,12 +17,14 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "base/timeval.h"
 #include "front/conn_accept.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "wire/http_request.h"
 #include "front/http_routes.h"
 #include "front/jobs_proto.h"
+#include "front/linger.h"
 #include "base/log.h"
 #include "front/raw_proto.h"
 #include "front/tls_conn.h"
@@ -32,15 +34,12 @@
 #define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
 #define OUT_HIGH_WATER (4u << 20)        /* stop reading a client whose output piles up */
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
-#define LINGER_MS      1000
 #define PINGS_UNANSWERED_MAX 2
 #define SMALL_FRAME    256               /* payloads copied next to their header */
 
-/* PH_LINGER: our last bytes are written and our side shut down; the peer's
- * unread bytes are read and dropped until it closes, because closing a
- * socket with unread input makes the kernel send RST, which can destroy the
- * response before the peer reads it (the 400/431 would never be seen). */
-enum phase { PH_HTTP, PH_WS, PH_CLOSING, PH_LINGER };
+/* PH_CLOSING: our last bytes are queued (an HTTP answer with close, our
+ * close frame); once they are written the socket lingers (linger.c). */
+enum phase { PH_HTTP, PH_WS, PH_CLOSING };
 
 struct conn {
     struct front *f;
@@ -77,7 +76,7 @@ size_t conn_out_pending(const struct conn *c)
 
 static void set_timer(struct conn *c, unsigned ms)
 {
-    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    struct timeval tv = tv_from_ms(ms);
     evtimer_add(&c->timer, &tv);
 }
 
@@ -124,18 +123,14 @@ static void send_raw(struct conn *c, const void *data, size_t len)
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
 }
 
+/* Our last bytes are queued: the socket goes to the lingering close
+ * (linger.c) and the connection is done.  A TLS connection's socket gets
+ * there through tls_conn.c, after its close_notify. */
 static void linger(struct conn *c)
 {
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-    if (c->tls || fd < 0 || shutdown(fd, SHUT_WR) < 0) {
-        conn_free(c);
-        return;
-    }
-    c->close_after_flush = 0;
-    c->phase = PH_LINGER;
-    c->paused = c->out_paused = 0;
-    bufferevent_enable(c->bev, EV_READ);
-    set_timer(c, LINGER_MS);
+    if (!c->tls && linger_start(c->bev) == 0)
+        c->bev = NULL;
+    conn_free(c);
 }
 
 static void close_when_flushed(struct conn *c)
@@ -428,11 +423,6 @@ static void read_cb(struct bufferevent *bev, void *arg)
     struct conn *c = arg;
     (void)bev;
     dispatch_new_batch(c->f->d);
-    if (c->phase == PH_LINGER) {
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        evbuffer_drain(in, evbuffer_get_length(in));
-        return;
-    }
     if (c->phase == PH_HTTP)
         read_http(c);
     else
@@ -542,7 +532,8 @@ static void conn_free(struct conn *c)
         c->ops->closed(c, c->ps);
     ws_reader_free(&c->rd);
     evtimer_del(&c->timer);
-    bufferevent_free(c->bev);
+    if (c->bev)
+        bufferevent_free(c->bev);   /* NULL: the linger has it */
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -168,7 +168,7 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
 {
     struct entry *e = cookie;
     (void)job;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     if (now - e->last_progress_ns < PROGRESS_MIN_NS)
         return;
     e->last_progress_ns = now;

@@ -2,6 +2,7 @@
 #include "front/listener.h"
 
 #include <errno.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
@@ -12,14 +13,14 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "base/timeval.h"
 #include "front/conn_accept.h"
 #include "front/front.h"
+#include "front/linger.h"
 #include "base/log.h"
 
 #define MAX_LISTENERS 64
 #define EMFILE_PAUSE_MS 100
-#define LINGER_MAX      1024   /* refused sockets draining at once */
-#define LINGER_MS       500
 
 struct listeners {
     struct front *f;
@@ -28,61 +29,15 @@ struct listeners {
     size_t n;
     struct event *resume_ev;   /* re-enables accepting after EMFILE */
     int port;
-    unsigned lingering;
 };
-
-/* A refused socket: its request is read and dropped until the peer closes
- * or LINGER_MS pass, so the 503 is not destroyed by an RST (closing with
- * unread input resets the connection). */
-struct refused {
-    struct listeners *ls;
-    struct event *ev;
-    int fd;
-};
-
-static void linger_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct refused *l = arg;
-    char buf[4096];
-    if (what & EV_READ) {
-        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
-            return;
-    }
-    event_free(l->ev);
-    close(l->fd);
-    l->ls->lingering--;
-    free(l);
-}
-
-static void linger_close(struct listeners *ls, int fd)
-{
-    struct refused *l = ls->lingering < LINGER_MAX ? calloc(1, sizeof *l) : NULL;
-    if (!l || shutdown(fd, SHUT_WR) < 0) {
-        free(l);
-        close(fd);
-        return;
-    }
-    l->ls = ls;
-    l->fd = fd;
-    l->ev = event_new(ls->f->base, fd, EV_READ | EV_PERSIST, linger_cb, l);
-    struct timeval tv = { 0, LINGER_MS * 1000 };
-    if (!l->ev || event_add(l->ev, &tv) < 0) {
-        if (l->ev)
-            event_free(l->ev);
-        free(l);
-        close(fd);
-        return;
-    }
-    ls->lingering++;
-}
 
 static const char busy_503[] =
     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
     "Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
 
 /* Over --max-connections: a short answer written straight to the fresh
- * socket (its send buffer is empty, so this cannot block) and close. */
+ * socket (its send buffer is empty, so this cannot block), then the
+ * lingering close, so that the answer is read before the socket is reset. */
 static void refuse(struct listeners *ls, evutil_socket_t fd, int tls)
 {
     ls->f->conns.rejected_total++;
@@ -91,7 +46,13 @@ static void refuse(struct listeners *ls, evutil_socket_t fd, int tls)
         ssize_t n = send(fd, busy_503, sizeof busy_503 - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
         (void)n;
     }
-    linger_close(ls, fd);
+    struct bufferevent *bev = bufferevent_socket_new(ls->f->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    if (linger_start(bev) < 0)
+        bufferevent_free(bev);
 }
 
 static void accept_cb(struct evconnlistener *el, evutil_socket_t fd,
@@ -136,7 +97,7 @@ static void error_cb(struct evconnlistener *el, void *arg)
     log_warn("accept: %s: pausing for %d ms", strerror(err), EMFILE_PAUSE_MS);
     for (size_t i = 0; i < ls->n; i++)
         evconnlistener_disable(ls->l[i]);
-    struct timeval tv = { 0, EMFILE_PAUSE_MS * 1000 };
+    struct timeval tv = tv_from_ms(EMFILE_PAUSE_MS);
     event_add(ls->resume_ev, &tv);
 }
 

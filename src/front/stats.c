@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/timeval.h"
 #include "pipeline/dispatch.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
@@ -38,7 +39,7 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     uint64_t late_us = now > lag.expected_ns ? (uint64_t)(now - lag.expected_ns) / 1000 : 0;
     if (now - lag.slice_start_ns[lag.cur] >= SLICE_NS) {
         lag.cur = (lag.cur + 1) % SLICES;
@@ -48,7 +49,7 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     hist_record(&lag.slice[lag.cur], late_us);
     hist_record(&lag.total, late_us);
     lag.expected_ns = now + (int64_t)LAG_PERIOD_MS * 1000000;
-    struct timeval tv = { 0, LAG_PERIOD_MS * 1000 };
+    struct timeval tv = tv_from_ms(LAG_PERIOD_MS);
     event_add(lag.ev, &tv);
 }
 
@@ -57,11 +58,11 @@ int stats_start(struct front *f)
     lag.ev = evtimer_new(f->base, lag_cb, NULL);
     if (!lag.ev)
         return -1;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     for (unsigned i = 0; i < SLICES; i++)
         lag.slice_start_ns[i] = now;
     lag.expected_ns = now + (int64_t)LAG_PERIOD_MS * 1000000;
-    struct timeval tv = { 0, LAG_PERIOD_MS * 1000 };
+    struct timeval tv = tv_from_ms(LAG_PERIOD_MS);
     return event_add(lag.ev, &tv);
 }
 
@@ -75,7 +76,7 @@ void stats_stop(void)
 static void recent_lag(struct histogram *h)
 {
     memset(h, 0, sizeof *h);
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     for (unsigned i = 0; i < SLICES; i++)
         if (now - lag.slice_start_ns[i] < SLICES * SLICE_NS)
             hist_merge(h, &lag.slice[i]);
@@ -132,7 +133,7 @@ void stats_json(struct front *f, struct jout *j)
 {
     const struct dispatch_stats *st = dispatch_stats(f->d);
     struct pipeline *p = f->p;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     struct histogram recent;
     recent_lag(&recent);
 
@@ -244,7 +245,7 @@ void stats_metrics(struct front *f, struct jout *j)
     struct pipeline *p = f->p;
     char lb[160];
     one(j, "uptime_seconds", "gauge", "Seconds since start.",
-        (uint64_t)(monotonic_ns() - f->started_ns) / 1000000000);
+        (uint64_t)(shm_now_ns() - f->started_ns) / 1000000000);
     one(j, "connections_open", "gauge", "Open client connections.", f->conns.open);
     one(j, "connections_tls_open", "gauge", "Open TLS client connections.", f->conns.tls_open);
     one(j, "connections_accepted_total", "counter", "Connections accepted.", f->conns.accepted_total);

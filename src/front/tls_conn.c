@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "front/front.h"
+#include "front/linger.h"
 #include "base/log.h"
 #include "wire/tls_config.h"
 
@@ -35,8 +36,6 @@
  * and its backpressure works as on a plain socket. */
 #define WIRE_HIGH (4 * RECORD_MAX)
 #define WIRE_LOW  RECORD_MAX                     /* refill before the socket idles */
-#define LINGER_MS 2000      /* most a closed connection spends flushing and lingering */
-#define LINGER_MAX 4096     /* beyond this many at once, close at once: fds are finite */
 
 struct tls_conn {
     mbedtls_ssl_context ssl;
@@ -50,18 +49,7 @@ struct tls_conn {
     struct evbuffer_cb_entry *on_add;   /* plain_added on the filter's output */
 };
 
-/* A socket whose connection conn.c has freed: still sending its last
- * records and our close_notify, then waiting for the peer's FIN. */
-struct closing_wire {
-    struct bufferevent *wire;    /* owned: freed (fd closed) when done */
-    struct event deadline;
-    struct closing_wire *prev, *next;
-    uint8_t shut;                /* all sent, our FIN is out */
-};
-
 static struct tls_creds *current;       /* what new connections get; one reference */
-static struct closing_wire *lingering;  /* reachable until closed, so nothing leaks */
-static unsigned n_lingering;            /* length of that list, at most LINGER_MAX */
 static int shutting_down;               /* tls_server_free ran: close at once from now on */
 
 int tls_server_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
@@ -271,87 +259,6 @@ static void session_free(struct tls_conn *t)
 
 /* ---- the end: close_notify, flush, lingering close ---------------------------- */
 
-static void linger_end(struct closing_wire *l)
-{
-    if (l->prev)
-        l->prev->next = l->next;
-    else
-        lingering = l->next;
-    if (l->next)
-        l->next->prev = l->prev;
-    n_lingering--;
-    evtimer_del(&l->deadline);
-    bufferevent_free(l->wire);
-    free(l);
-}
-
-/* Everything is sent: our FIN follows it.  The socket is closed only when
- * the peer's FIN comes back (or at the deadline): closing with its bytes
- * still unread would send an RST, which can destroy our last records in
- * the peer's buffer before it reads them. */
-static void linger_shut(struct closing_wire *l)
-{
-    if (l->shut)
-        return;
-    l->shut = 1;
-    if (shutdown(bufferevent_getfd(l->wire), SHUT_WR) < 0)
-        linger_end(l);
-}
-
-static void linger_read(struct bufferevent *wire, void *arg)
-{
-    struct evbuffer *in = bufferevent_get_input(wire);
-    (void)arg;
-    evbuffer_drain(in, evbuffer_get_length(in));   /* a late request or alert: nobody wants it */
-}
-
-static void linger_written(struct bufferevent *wire, void *arg)
-{
-    /* A kick deferred before the filter died may land here early. */
-    if (evbuffer_get_length(bufferevent_get_output(wire)) == 0)
-        linger_shut(arg);
-}
-
-static void linger_event(struct bufferevent *wire, short what, void *arg)
-{
-    (void)wire;
-    (void)what;   /* the peer's FIN, or an error: done either way */
-    linger_end(arg);
-}
-
-static void linger_expired(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    linger_end(arg);
-}
-
-/* 0: the wire is the linger's now (and may already be closed). */
-static int linger_start(struct bufferevent *wire)
-{
-    struct closing_wire *l = n_lingering < LINGER_MAX ? calloc(1, sizeof *l) : NULL;
-    if (!l)
-        return -1;
-    l->wire = wire;
-    evtimer_assign(&l->deadline, bufferevent_get_base(wire), linger_expired, l);
-    struct timeval tv = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
-    if (evtimer_add(&l->deadline, &tv) < 0) {
-        free(l);
-        return -1;
-    }
-    l->next = lingering;
-    if (lingering)
-        lingering->prev = l;
-    lingering = l;
-    n_lingering++;
-    bufferevent_setwatermark(wire, EV_WRITE, 0, 0);   /* the write callback means "all sent" */
-    bufferevent_setcb(wire, linger_read, linger_written, linger_event, l);
-    bufferevent_enable(wire, EV_READ | EV_WRITE);
-    if (evbuffer_get_length(bufferevent_get_output(wire)) == 0)
-        linger_shut(l);
-    return 0;
-}
-
 /* One non-blocking write of what is queued, then close: for a failed
  * handshake that is mbedTLS's alert, which tells a client offering an old
  * version or the wrong suites why, instead of a bare EOF. */
@@ -373,10 +280,7 @@ static void wire_close_now(struct bufferevent *wire)
  * well.  Nor while the loop is ending: nothing would run the linger. */
 static void wire_finish(struct bufferevent *wire, int orderly)
 {
-    struct event_base *base = bufferevent_get_base(wire);
-    int linger = orderly && !shutting_down && !event_base_got_exit(base) &&
-                 !event_base_got_break(base);
-    if (!linger || linger_start(wire) < 0)
+    if (!orderly || shutting_down || linger_start(wire) < 0)
         wire_close_now(wire);
 }
 
@@ -437,8 +341,6 @@ struct bufferevent *tls_conn_new(struct front *f, int fd)
 void tls_server_free(void)
 {
     shutting_down = 1;
-    while (lingering)
-        linger_end(lingering);
     tls_creds_unref(current);
     current = NULL;
 }

@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/timeval.h"
 #include "front/conn_accept.h"
 #include "pipeline/dispatch.h"
 #include "front/front.h"
+#include "front/linger.h"
 #include "handlers/handler_registry.h"
 #include "worker/job_ctx.h"
 #include "front/listener.h"
@@ -68,7 +70,7 @@ static void shutdown_tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     if (shutdown_phase == 1) {
         if (dispatch_stats(front.d)->in_flight > 0 && now < shutdown_deadline_ns)
             return;
@@ -96,8 +98,8 @@ static void begin_shutdown(void)
     front.shutting_down = 1;
     conn_shutdown_all(&front);
     shutdown_phase = 1;
-    shutdown_deadline_ns = monotonic_ns() + (int64_t)front.cfg->shutdown_timeout_ms * 1000000;
-    struct timeval tv = { 0, SHUTDOWN_TICK_MS * 1000 };
+    shutdown_deadline_ns = shm_now_ns() + (int64_t)front.cfg->shutdown_timeout_ms * 1000000;
+    struct timeval tv = tv_from_ms(SHUTDOWN_TICK_MS);
     shutdown_tick = event_new(front.base, -1, EV_PERSIST, shutdown_tick_cb, NULL);
     event_add(shutdown_tick, &tv);
     shutdown_tick_cb(-1, 0, NULL);
@@ -172,7 +174,7 @@ static void startup_cb(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     struct event *self = event_base_get_running_event(front.base);
     int up = all_workers_up();
-    if (!up && monotonic_ns() < startup_deadline_ns)
+    if (!up && shm_now_ns() < startup_deadline_ns)
         return;
     event_del(self);
     if (!up)
@@ -250,7 +252,7 @@ static int start(void)
         fprintf(stderr, "wsjobd: cannot set up the event loop\n");
         return 1;
     }
-    front.started_ns = monotonic_ns();
+    front.started_ns = shm_now_ns();
     if (stats_start(&front) < 0) {
         fprintf(stderr, "wsjobd: cannot start the loop-lag sampler\n");
         return 1;
@@ -302,7 +304,7 @@ int main(int argc, char **argv)
     uint64_t wd_usec = 0;
     struct event *wd = NULL;
     if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec) {
-        struct timeval tv = { (time_t)(wd_usec / 2 / 1000000), (suseconds_t)(wd_usec / 2 % 1000000) };
+        struct timeval tv = tv_from_ms((int64_t)(wd_usec / 2 / 1000));
         wd = event_new(front.base, -1, EV_PERSIST, watchdog_cb, NULL);
         event_add(wd, &tv);
     }
@@ -310,13 +312,13 @@ int main(int argc, char **argv)
     /* STATUS= with live counts, for `systemctl status`. */
     struct event *status_ev = NULL;
     if (getenv("NOTIFY_SOCKET")) {
-        struct timeval tv = { STATUS_PERIOD_S, 0 };
+        struct timeval tv = tv_from_ms(STATUS_PERIOD_S * 1000);
         status_ev = event_new(front.base, -1, EV_PERSIST, status_cb, NULL);
         event_add(status_ev, &tv);
     }
     struct event *startup_ev = event_new(front.base, -1, EV_PERSIST, startup_cb, NULL);
-    struct timeval tick = { 0, STARTUP_TICK_MS * 1000 };
-    startup_deadline_ns = monotonic_ns() + (int64_t)STARTUP_WAIT_MS * 1000000;
+    struct timeval tick = tv_from_ms(STARTUP_TICK_MS);
+    startup_deadline_ns = shm_now_ns() + (int64_t)STARTUP_WAIT_MS * 1000000;
     event_add(startup_ev, &tick);
 
     /* One turn at a time, so dispatch gets its look before the loop sleeps
@@ -339,6 +341,7 @@ int main(int argc, char **argv)
     stats_stop();
     dispatch_free(front.d);
     tls_server_free();
+    linger_end_all();
     event_base_free(front.base);
     pipeline_destroy(front.p);
     jout_free(&front.scratch);

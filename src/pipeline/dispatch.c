@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/timeval.h"
 #include "handlers/handler_registry.h"
 #include "base/histogram.h"
 #include "base/log.h"
@@ -95,7 +96,7 @@ static void reply_cb(evutil_socket_t fd, short what, void *arg);
 static int64_t batch_now(struct dispatch *d)
 {
     if (d->now_left == 0) {
-        d->now_ns = monotonic_ns();
+        d->now_ns = shm_now_ns();
         d->now_left = CLOCK_REUSE;
     }
     d->now_left--;
@@ -105,12 +106,6 @@ static int64_t batch_now(struct dispatch *d)
 void dispatch_new_batch(struct dispatch *d)
 {
     d->now_left = 0;
-}
-
-static struct timeval ms_tv(int64_t ms)
-{
-    struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
-    return tv;
 }
 
 struct dispatch *dispatch_new(struct event_base *base, struct pipeline *p,
@@ -217,7 +212,7 @@ static void fifo_push(struct dispatch *d, struct job_rec *r, int64_t deadline_ns
         d->fifo_head = me;
     d->fifo_tail = me;
     if (!evtimer_pending(d->fifo_ev, NULL)) {
-        struct timeval tv = ms_tv(d->prm.job_timeout_ms);
+        struct timeval tv = tv_from_ms(d->prm.job_timeout_ms);
         evtimer_add(d->fifo_ev, &tv);
     }
 }
@@ -279,7 +274,7 @@ static void answer_error(struct dispatch *d, struct job_rec *r, enum job_error c
 
 static void arm_timer(struct job_rec *r, int64_t ms)
 {
-    struct timeval tv = ms_tv(ms);
+    struct timeval tv = tv_from_ms(ms);
     if (r->timer_armed)
         event_del(&r->timer);
     event_add(&r->timer, &tv);
@@ -460,7 +455,7 @@ static void fifo_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct dispatch *d = arg;
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     struct job_rec *r;
     while ((r = rec_at(d, d->fifo_head)) && r->deadline_ns <= now) {
         fifo_unlink(d, r);
@@ -468,14 +463,14 @@ static void fifo_cb(evutil_socket_t fd, short what, void *arg)
             expire(d, r);
     }
     if (r) {
-        struct timeval tv = ms_tv(ms_until(r->deadline_ns, now));
+        struct timeval tv = tv_from_ms(ms_until(r->deadline_ns, now));
         evtimer_add(d->fifo_ev, &tv);
     }
 }
 
 static void fifo_to_timers(struct dispatch *d)
 {
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     struct job_rec *r;
     while ((r = rec_at(d, d->fifo_head))) {
         fifo_unlink(d, r);
@@ -611,7 +606,7 @@ size_t dispatch_drain(struct dispatch *d)
 /* Keeps the moving average of the time between replies (weight 1/4). */
 static void note_replies(struct dispatch *d, size_t n)
 {
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     int64_t gap = (now - d->last_reply_ns) / (int64_t)n;
     d->last_reply_ns = now;
     if (gap > MODERATE_MAX_NS)

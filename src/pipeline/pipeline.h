@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "ring.h"
 #include "shm.h"
 
@@ -132,7 +133,5 @@ static inline struct worker_slot *pipeline_worker(struct pipeline *p, uint16_t w
 {
     return &p->workers[wid - 1];
 }
-
-int64_t monotonic_ns(void);
 
 #endif

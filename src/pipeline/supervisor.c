@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/timeval.h"
 #include "pipeline/dispatch.h"
 #include "base/log.h"
 
@@ -76,7 +77,7 @@ static int spawn(struct child *c)
         io_worker_main(s->p, c->first_wid, c->nwids, &s->lim);
     }
     c->pid = pid;
-    c->started_ns = monotonic_ns();
+    c->started_ns = shm_now_ns();
     c->jobs_at_start = atomic_load(&pipeline_worker(s->p, c->first_wid)->jobs_done);
     log_debug("started %s (pid %d)", c->cls == CLASS_CPU ? "cpu worker" : "io worker", (int)pid);
     return 0;
@@ -90,7 +91,7 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
     if (c->sup->stopping || c->pid)
         return;
     if (spawn(c) < 0) {
-        struct timeval tv = { .tv_sec = 1 };
+        struct timeval tv = tv_from_ms(1000);
         event_add(c->respawn_ev, &tv);
         return;
     }
@@ -102,10 +103,10 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
  * so waiting for it is bounded and short. */
 static void drain_all(struct supervisor *s)
 {
-    int64_t until = monotonic_ns() + RECOVER_SPIN_NS;
+    int64_t until = shm_now_ns() + RECOVER_SPIN_NS;
     for (;;) {
         dispatch_drain(s->d);
-        if (shm_replyring_depth(s->p->replies) == 0 || monotonic_ns() > until)
+        if (shm_replyring_depth(s->p->replies) == 0 || shm_now_ns() > until)
             return;
         sched_yield();
     }
@@ -155,7 +156,7 @@ static void child_died(struct supervisor *s, struct child *c, int status)
         log_info("%s (recycled)", msg);
     else
         log_warn("%s", msg);
-    int64_t lived_ms = (monotonic_ns() - c->started_ns) / 1000000;
+    int64_t lived_ms = (shm_now_ns() - c->started_ns) / 1000000;
     int did_work = atomic_load(&pipeline_worker(s->p, c->first_wid)->jobs_done) != c->jobs_at_start;
     recover(s, c);
     c->pid = 0;
@@ -174,7 +175,7 @@ static void child_died(struct supervisor *s, struct child *c, int status)
         respawn_cb(-1, 0, c);
         return;
     }
-    struct timeval tv = { .tv_sec = c->backoff_ms / 1000, .tv_usec = (c->backoff_ms % 1000) * 1000 };
+    struct timeval tv = tv_from_ms(c->backoff_ms);
     event_add(c->respawn_ev, &tv);
 }
 
@@ -285,7 +286,7 @@ void supervisor_stop(struct supervisor *s, int timeout_ms)
     for (unsigned i = 0; i < s->nchildren; i++)
         if (s->children[i].pid > 0)
             kill(s->children[i].pid, SIGTERM);
-    int64_t until = monotonic_ns() + (int64_t)timeout_ms * 1000000;
+    int64_t until = shm_now_ns() + (int64_t)timeout_ms * 1000000;
     while (running(s)) {
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
@@ -297,7 +298,7 @@ void supervisor_stop(struct supervisor *s, int timeout_ms)
         }
         if (pid < 0 && errno == ECHILD)
             break;
-        if (monotonic_ns() > until) {
+        if (shm_now_ns() > until) {
             for (unsigned i = 0; i < s->nchildren; i++)
                 if (s->children[i].pid > 0)
                     kill(s->children[i].pid, SIGKILL);

@@ -88,12 +88,12 @@ int wsjob_cancelled(wsjob_ctx *ctx)
 {
     if (atomic_load_explicit(&ctx->job->cancel, memory_order_relaxed) != JOB_LIVE)
         return 1;
-    return monotonic_ns() >= ctx->job->deadline_ns;
+    return shm_now_ns() >= ctx->job->deadline_ns;
 }
 
 int64_t wsjob_remaining_ms(wsjob_ctx *ctx)
 {
-    int64_t left = ctx->job->deadline_ns - monotonic_ns();
+    int64_t left = ctx->job->deadline_ns - shm_now_ns();
     return left > 0 ? left / 1000000 : 0;
 }
 
@@ -101,7 +101,7 @@ int64_t wsjob_remaining_ms(wsjob_ctx *ctx)
  * acknowledgements) until `until_ns`, the deadline, or a cancel. */
 static void wait_wake(wsjob_ctx *ctx, uint32_t seen, int64_t until_ns)
 {
-    int64_t left = until_ns - monotonic_ns();
+    int64_t left = until_ns - shm_now_ns();
     if (left <= 0)
         return;
     int ms = (int)(left / 1000000) + 1;
@@ -110,14 +110,14 @@ static void wait_wake(wsjob_ctx *ctx, uint32_t seen, int64_t until_ns)
 
 int wsjob_sleep(wsjob_ctx *ctx, int64_t ms)
 {
-    int64_t until = monotonic_ns() + (ms > 0 ? ms : 0) * 1000000;
+    int64_t until = shm_now_ns() + (ms > 0 ? ms : 0) * 1000000;
     if (until > ctx->job->deadline_ns)
         until = ctx->job->deadline_ns;
     for (;;) {
         uint32_t seen = atomic_load_explicit(&ctx->job->wake, memory_order_acquire);
         if (wsjob_cancelled(ctx))
             return WSJOB_ERR;
-        if (monotonic_ns() >= until)
+        if (shm_now_ns() >= until)
             break;
         wait_wake(ctx, seen, until);
     }
@@ -148,7 +148,7 @@ int wsjob_emit(wsjob_ctx *ctx, const void *data, size_t len)
 
 void wsjob_progress(wsjob_ctx *ctx, uint64_t done, uint64_t total)
 {
-    int64_t now = monotonic_ns();
+    int64_t now = shm_now_ns();
     if (now - ctx->last_progress_ns < PROGRESS_INTERVAL_NS)
         return;
     ctx->last_progress_ns = now;
@@ -226,7 +226,7 @@ static void post_final(wsjob_ctx *ctx, int rc, int64_t started_ns)
         return;
     }
     struct reply r = { .handle = ctx->handle, .kind = REPLY_DONE,
-                       .a = (uint64_t)((monotonic_ns() - started_ns) / 1000),
+                       .a = (uint64_t)((shm_now_ns() - started_ns) / 1000),
                        .b = ctx->has_output };
     reply_post(ctx->p, ctx->wid, &r, ctx->output, ctx->output_len);
 }
@@ -238,7 +238,7 @@ void job_run(struct pipeline *p, uint16_t wid, uint64_t handle, const struct wsj
     ctx.input_len = job->input_len;
     ctx.input = job->input_off < 0 ? job->input : p->heap_base + job->input_off;
 
-    int64_t started = monotonic_ns();
+    int64_t started = shm_now_ns();
     if (atomic_load_explicit(&job->cancel, memory_order_relaxed) != JOB_LIVE) {
         /* Cancelled or timed out while queued: the front has answered the
          * client already and waits only for this record to free the slot. */

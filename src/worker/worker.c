@@ -69,7 +69,7 @@ static void run_one(struct pipeline *p, uint16_t wid, uint64_t handle)
     struct worker_slot *w = pipeline_worker(p, wid);
     struct job_slot *job = &p->jobs[handle_index(handle)];
     atomic_store_explicit(&w->job_type, job->type, memory_order_relaxed);
-    atomic_store_explicit(&w->job_start_ns, monotonic_ns(), memory_order_relaxed);
+    atomic_store_explicit(&w->job_start_ns, shm_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&w->state, WORKER_BUSY, memory_order_release);
     job_run(p, wid, handle, registry_get(job->type));
     /* The final reply is in the ring: only now may the claim go. */

@@ -67,7 +67,11 @@ struct conn {
 static void conn_free(struct conn *c);
 static void read_cb(struct bufferevent *bev, void *arg);
 
-struct front *conn_front(const struct conn *c) { return c->f; }
+struct dispatch *conn_dispatch(const struct conn *c) { return c->f->d; }
+struct jout *conn_scratch(const struct conn *c) { return &c->f->scratch; }
+size_t conn_stream_window(const struct conn *c) { return c->f->p->stream_window; }
+unsigned conn_max_inflight(const struct conn *c) { return c->f->cfg->max_inflight; }
+int conn_draining(const struct conn *c) { return c->f->shutting_down; }
 
 size_t conn_out_pending(const struct conn *c)
 {

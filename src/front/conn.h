@@ -8,7 +8,8 @@
 #include <stdint.h>
 
 struct conn;
-struct front;
+struct dispatch;
+struct jout;
 
 /* What a WebSocket route (/jobs, /run/TYPE) implements. */
 struct proto_ops {
@@ -38,6 +39,12 @@ size_t conn_out_pending(const struct conn *c);
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
 
-struct front *conn_front(const struct conn *c);
+/* What a route needs of the front, and nothing more: routes never see the
+ * front's struct. */
+struct dispatch *conn_dispatch(const struct conn *c);
+struct jout *conn_scratch(const struct conn *c);   /* format one event at a time here */
+size_t conn_stream_window(const struct conn *c);   /* bytes of a stream buffered per job */
+unsigned conn_max_inflight(const struct conn *c);
+int conn_draining(const struct conn *c);           /* the daemon is shutting down */
 
 #endif

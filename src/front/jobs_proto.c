@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "pipeline/dispatch.h"
-#include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "wire/json_out.h"
 #include "wire/utf8.h"
@@ -56,7 +55,7 @@ void *jobs_proto_new(struct conn *c)
 
 static struct jout *scratch(struct jobs_conn *jc)
 {
-    struct jout *j = &conn_front(jc->c)->scratch;
+    struct jout *j = conn_scratch(jc->c);
     jout_reset(j);
     return j;
 }
@@ -138,7 +137,7 @@ static void ack_entry(struct entry *e)
 {
     if (!e->unacked)
         return;
-    dispatch_ack(conn_front(e->jc->c)->d, e->job, e->unacked);
+    dispatch_ack(conn_dispatch(e->jc->c), e->job, e->unacked);
     e->unacked = 0;
 }
 
@@ -160,7 +159,7 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
     /* While the socket keeps up, acknowledge at once; otherwise the bytes
      * stay unacknowledged until the buffer drains (see drained()), which is
      * what makes the handler's emit wait for a client that does not read. */
-    if (conn_out_pending(jc->c) <= conn_front(jc->c)->p->stream_window)
+    if (conn_out_pending(jc->c) <= conn_stream_window(jc->c))
         ack_entry(e);
 }
 
@@ -279,8 +278,7 @@ static enum job_error read_input(json_t *req, const uint8_t **in, size_t *len,
 
 static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
 {
-    struct front *f = conn_front(jc->c);
-    if (jc->shutting_down || f->shutting_down) {
+    if (jc->shutting_down || conn_draining(jc->c)) {
         send_error_c(jc, id, idlen, JE_SHUTTING_DOWN, "the server is shutting down");
         return;
     }
@@ -304,7 +302,7 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
         send_error_c(jc, id, idlen, JE_DUPLICATE_ID, "a job with this id is in flight");
         return;
     }
-    if (jc->n >= f->cfg->max_inflight) {
+    if (jc->n >= conn_max_inflight(jc->c)) {
         send_error_c(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
         return;
     }
@@ -330,7 +328,7 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
         .timeout_ms = tmo ? json_integer_value(tmo) : 0,
         .sink = &sink, .cookie = e,
     };
-    enum job_error err = dispatch_submit(f->d, &r, &e->job);
+    enum job_error err = dispatch_submit(conn_dispatch(jc->c), &r, &e->job);
     free(owned);
     if (err != JE_NONE) {
         free(e);
@@ -349,7 +347,7 @@ static void cancel(struct jobs_conn *jc, const char *id, size_t idlen)
      * racing a done is harmless. */
     struct entry *e = find(jc, id, idlen);
     if (e)
-        dispatch_cancel(conn_front(jc->c)->d, e->job);
+        dispatch_cancel(conn_dispatch(jc->c), e->job);
 }
 
 static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, size_t len)
@@ -409,7 +407,7 @@ static void on_shutdown(struct conn *c, void *state)
 static void on_closed(struct conn *c, void *state)
 {
     struct jobs_conn *jc = state;
-    struct dispatch *d = conn_front(c)->d;
+    struct dispatch *d = conn_dispatch(c);
     struct entry *e = jc->jobs;
     while (e) {
         struct entry *next = e->next;

@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "pipeline/dispatch.h"
-#include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "wire/utf8.h"
 #include "wire/ws_frame.h"
@@ -74,7 +73,7 @@ static unsigned inflight(const struct raw_conn *rc) { return (unsigned)(rc->tail
 
 static unsigned max_inflight(const struct raw_conn *rc)
 {
-    return conn_front(rc->c)->cfg->max_inflight;
+    return conn_max_inflight(rc->c);
 }
 
 /* Rings start small and double, so an idle connection holds no ring at all. */
@@ -102,7 +101,7 @@ static int out_opcode(int opcode, const uint8_t *data, size_t len)
 static void ack(struct raw_job *j)
 {
     if (j->unacked && !j->finished)
-        dispatch_ack(conn_front(j->rc->c)->d, j->job, j->unacked);
+        dispatch_ack(conn_dispatch(j->rc->c), j->job, j->unacked);
     j->unacked = 0;
 }
 
@@ -217,7 +216,7 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
     (void)job;
     emit(j, data, len);
     j->unacked += len;
-    if (is_head(j) && conn_out_pending(j->rc->c) <= conn_front(j->rc->c)->p->stream_window)
+    if (is_head(j) && conn_out_pending(j->rc->c) <= conn_stream_window(j->rc->c))
         ack(j);
 }
 
@@ -265,9 +264,9 @@ static int admit(struct raw_conn *rc, int opcode, const uint8_t *data, size_t le
     }
     j->rc = rc;
     j->opcode = opcode;
-    struct front *f = conn_front(rc->c);
     struct job_request r = { .type = rc->type, .input = data, .len = len, .sink = &sink, .cookie = j };
-    enum job_error err = f->shutting_down ? JE_SHUTTING_DOWN : dispatch_submit(f->d, &r, &j->job);
+    enum job_error err = conn_draining(rc->c) ? JE_SHUTTING_DOWN
+                                               : dispatch_submit(conn_dispatch(rc->c), &r, &j->job);
     if (err == JE_BUSY) {
         free(j);
         return -1;
@@ -344,7 +343,7 @@ static void on_shutdown(struct conn *c, void *state)
 static void on_closed(struct conn *c, void *state)
 {
     struct raw_conn *rc = state;
-    struct dispatch *d = conn_front(c)->d;
+    struct dispatch *d = conn_dispatch(c);
     for (uint64_t s = rc->head; s < rc->tail; s++) {
         struct raw_job *j = rc->ring[s % rc->cap];
         if (!j->finished)

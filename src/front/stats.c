@@ -105,7 +105,7 @@ static void queue_json(struct jout *j, const char *name, uint64_t depth, uint64_
     jout_lit(j, comma ? "}," : "}");
 }
 
-static void worker_json(struct jout *j, const struct worker_slot *w, int64_t now)
+static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now)
 {
     uint32_t state = atomic_load_explicit(&w->state, memory_order_acquire);
     jout_lit(j, "{");

@@ -281,7 +281,7 @@ static void arm_timer(struct job_rec *r, int64_t ms)
     r->timer_armed = 1;
 }
 
-static enum job_error place_input(struct dispatch *d, struct job_rec *r, struct job_slot *slot,
+static enum job_error place_input(struct dispatch *d, struct job_rec *r, struct job_desc *slot,
                                   const void *in, size_t len)
 {
     slot->input_len = (uint32_t)len;
@@ -306,7 +306,7 @@ static enum job_error place_input(struct dispatch *d, struct job_rec *r, struct 
 static int enqueue(struct dispatch *d, struct job_rec *r)
 {
     uint32_t idx = rec_index(d, r);
-    struct job_slot *slot = &d->p->jobs[idx];
+    struct job_desc *slot = &d->p->jobs[idx];
     uint64_t h = job_handle(idx, r->gen);
     slot->handle = h;
     atomic_store_explicit(&slot->cancel, JOB_LIVE, memory_order_relaxed);
@@ -332,7 +332,7 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
     }
     uint32_t idx = d->free_head - 1;
     struct job_rec *r = &d->recs[idx];
-    struct job_slot *slot = &d->p->jobs[idx];
+    struct job_desc *slot = &d->p->jobs[idx];
     if (place_input(d, r, slot, req->input, req->len) != JE_NONE) {
         want_room(d);
         return JE_BUSY;
@@ -368,7 +368,7 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
 /* Tells a running handler to stop, and gives it cancel_grace_ms to do so. */
 static void signal_stop(struct dispatch *d, struct job_rec *r, enum job_cancel why)
 {
-    struct job_slot *slot = &d->p->jobs[rec_index(d, r)];
+    struct job_desc *slot = &d->p->jobs[rec_index(d, r)];
     atomic_store_explicit(&slot->cancel, why, memory_order_relaxed);
     /* Release: a handler that sees the new wake value also sees cancel. */
     atomic_fetch_add_explicit(&slot->wake, 1, memory_order_release);
@@ -401,7 +401,7 @@ void dispatch_detach(struct dispatch *d, uint32_t job)
 
 void dispatch_ack(struct dispatch *d, uint32_t job, uint64_t bytes)
 {
-    struct job_slot *slot = &d->p->jobs[job];
+    struct job_desc *slot = &d->p->jobs[job];
     atomic_fetch_add_explicit(&slot->acked, bytes, memory_order_release);
     atomic_fetch_add_explicit(&slot->wake, 1, memory_order_release);
     shm_futex_wake(&slot->wake, 1);
@@ -424,7 +424,7 @@ void dispatch_fail_all(struct dispatch *d, enum job_error code, const char *msg)
 static void kill_holder(struct dispatch *d, uint64_t h)
 {
     for (uint32_t i = 0; i < d->p->ncpu; i++) {
-        struct worker_slot *w = &d->p->workers[i];
+        struct worker_desc *w = &d->p->workers[i];
         if (atomic_load_explicit(&w->claim, memory_order_acquire) != h)
             continue;
         pid_t pid = atomic_load(&w->pid);
@@ -588,7 +588,7 @@ size_t dispatch_drain(struct dispatch *d)
         d->st.replies_total++;
         if (rp->wid < 1 || rp->wid > p->nworkers)
             continue;
-        struct worker_slot *w = pipeline_worker(p, rp->wid);
+        struct worker_desc *w = pipeline_worker(p, rp->wid);
         int current = rp->incarnation == atomic_load_explicit(&w->incarnation, memory_order_relaxed);
         const uint8_t *data = rp->data;
         if (rp->pos >= 0) {

@@ -1,5 +1,5 @@
 /* pipeline.c — lays out the shared region: job rings, reply ring, job
- * slots, input heap, worker slots and their output byterings. */
+ * descriptors, input heap, worker descriptors and their output byterings. */
 #include "pipeline/pipeline.h"
 
 #include <errno.h>
@@ -71,8 +71,8 @@ struct pipeline *pipeline_create(const struct pipeline_params *pp, char *err, si
 
     size_t total = 1 << 20;
     total += 2 * shm_jobring_size(depth) + shm_replyring_size(nreplies);
-    total += (size_t)njobs * sizeof(struct job_slot);
-    total += (size_t)nworkers * (sizeof(struct worker_slot) + shm_bytering_size(out_bytes) + 256);
+    total += (size_t)njobs * sizeof(struct job_desc);
+    total += (size_t)nworkers * (sizeof(struct worker_desc) + shm_bytering_size(out_bytes) + 256);
     total += heap_bytes;
 
     struct pipeline *p = calloc(1, sizeof *p);
@@ -98,8 +98,8 @@ struct pipeline *pipeline_create(const struct pipeline_params *pp, char *err, si
     void *m = shm_region_alloc(p->region, shm_replyring_size(nreplies), 64);
     if (!m || !(p->replies = shm_replyring_init(m, nreplies, p->reply_efd)))
         goto full;
-    p->jobs = shm_region_alloc(p->region, (size_t)njobs * sizeof(struct job_slot), 64);
-    p->workers = shm_region_alloc(p->region, (size_t)nworkers * sizeof(struct worker_slot), 64);
+    p->jobs = shm_region_alloc(p->region, (size_t)njobs * sizeof(struct job_desc), 64);
+    p->workers = shm_region_alloc(p->region, (size_t)nworkers * sizeof(struct worker_desc), 64);
     p->heap_base = shm_region_alloc(p->region, heap_bytes, 4096);
     if (!p->jobs || !p->workers || !p->heap_base)
         goto full;
@@ -110,7 +110,7 @@ struct pipeline *pipeline_create(const struct pipeline_params *pp, char *err, si
     p->max_message = pp->max_message;
     p->stream_window = pp->stream_window;
     for (uint32_t i = 0; i < nworkers; i++) {
-        struct worker_slot *w = &p->workers[i];
+        struct worker_desc *w = &p->workers[i];
         w->cls = i < pp->cpu_workers ? CLASS_CPU : CLASS_IO;
         void *om = shm_region_alloc(p->region, shm_bytering_size(out_bytes), 4096);
         if (!om || !(w->out = shm_bytering_init(om, out_bytes)))

@@ -3,15 +3,16 @@
  * pointer in here is valid in every process because children inherit the
  * mapping at the same address.
  *
- * Ownership, in one place:
- *   job slots      allocated and freed by the front only; a worker reads a
- *                  slot between taking its handle from a job ring and posting
+ * Ownership, in one place (pipeline/job.h tells a job's whole life):
+ *   job descriptors  allocated and freed by the front only; a worker reads
+ *                  one between taking its handle from a job ring and posting
  *                  the job's final reply, and writes only `wake`-guarded
  *                  fields listed below.
  *   input heap     the front allocates a job's input bytes and frees them
- *                  when the slot is released; workers only read them.
- *   worker slots   each written by its worker (state, claim) and read by the
- *                  front (stats, supervision); `exit_req` written by the front.
+ *                  when the descriptor is released; workers only read them.
+ *   worker descriptors  each written by its worker (state, claim) and read
+ *                  by the front (stats, supervision); `exit_req` written by
+ *                  the front.
  *   output rings   one bytering per worker: the worker allocates its replies'
  *                  payloads, the front frees them in order after copying. */
 #ifndef WSJOBD_PIPELINE_H
@@ -25,12 +26,12 @@
 #include "ring.h"
 #include "shm.h"
 
-#define JOB_INLINE   96     /* input bytes kept in the slot itself (no heap) */
+#define JOB_INLINE   96     /* input bytes kept in the descriptor itself (no heap) */
 #define REPLY_INLINE 72     /* payload bytes carried in the reply record */
 #define WORKER_MAX   1280   /* cpu workers + io threads; worker ids 1..WORKER_MAX */
 
-/* A job handle: (generation << 32) | (slot index + 1).  Never 0.  The
- * generation changes whenever a slot is released or a job is re-queued after
+/* A job handle: (generation << 32) | (descriptor index + 1).  Never 0.  The
+ * generation changes whenever a descriptor is released or a job is re-queued after
  * a crash, so a reply that names an old handle is recognised and dropped. */
 static inline uint64_t job_handle(uint32_t idx, uint32_t gen)
 {
@@ -41,7 +42,7 @@ static inline uint32_t handle_gen(uint64_t h) { return (uint32_t)(h >> 32); }
 
 enum job_cancel { JOB_LIVE = 0, JOB_CANCELLED = 1, JOB_TIMED_OUT = 2 };
 
-struct job_slot {
+struct job_desc {
     /* Written by the front before the handle is pushed (the push's release
      * store publishes them; the worker's take acquires them). */
     uint16_t type;          /* handler index */
@@ -50,7 +51,7 @@ struct job_slot {
     int64_t  input_off;     /* offset in the input heap, -1: inline */
     int64_t  deadline_ns;   /* CLOCK_MONOTONIC */
     int64_t  enqueued_ns;
-    uint64_t handle;        /* the handle this slot was last pushed under */
+    uint64_t handle;        /* the handle this descriptor was last pushed under */
     /* Written by the front while the job runs; read by the worker. */
     _Atomic uint32_t cancel;  /* enum job_cancel */
     _Atomic uint32_t wake;    /* futex: bumped on cancel and on stream ack */
@@ -61,7 +62,7 @@ struct job_slot {
 enum worker_state { WORKER_IDLE = 0, WORKER_BUSY = 1, WORKER_DEAD = 2 };
 enum worker_class { CLASS_CPU = 0, CLASS_IO = 1 };
 
-struct worker_slot {
+struct worker_desc {
     _Atomic uint64_t claim;       /* job handle held, 0 when none (ring claim word) */
     _Atomic int32_t  pid;
     _Atomic int32_t  tid;
@@ -108,11 +109,11 @@ struct pipeline {
     struct shm_region   *region;
     struct shm_jobring  *ring[2];     /* by enum worker_class */
     struct shm_replyring *replies;
-    struct job_slot     *jobs;
+    struct job_desc     *jobs;
     uint32_t             njobs;
     uint8_t             *heap_base;   /* input bytes */
     size_t               heap_size;
-    struct worker_slot  *workers;     /* index wid - 1 */
+    struct worker_desc  *workers;     /* index wid - 1 */
     uint32_t             nworkers;    /* cpu workers first, then io threads */
     uint32_t             ncpu;
     size_t               max_message;
@@ -129,7 +130,7 @@ struct pipeline_params {
 struct pipeline *pipeline_create(const struct pipeline_params *p, char *err, size_t errlen);
 void pipeline_destroy(struct pipeline *p);
 
-static inline struct worker_slot *pipeline_worker(struct pipeline *p, uint16_t wid)
+static inline struct worker_desc *pipeline_worker(struct pipeline *p, uint16_t wid)
 {
     return &p->workers[wid - 1];
 }

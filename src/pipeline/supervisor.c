@@ -38,7 +38,7 @@ struct child {
     uint16_t first_wid, nwids;
     uint8_t  cls;
     int64_t  started_ns;
-    uint64_t jobs_at_start;  /* jobs_done of its first worker slot at fork */
+    uint64_t jobs_at_start;  /* jobs_done of its first worker descriptor at fork */
     int      backoff_ms;
     struct event *respawn_ev;
 };
@@ -60,7 +60,7 @@ static int spawn(struct child *c)
 {
     struct supervisor *s = c->sup;
     for (uint16_t i = 0; i < c->nwids; i++) {
-        struct worker_slot *w = pipeline_worker(s->p, (uint16_t)(c->first_wid + i));
+        struct worker_desc *w = pipeline_worker(s->p, (uint16_t)(c->first_wid + i));
         atomic_store(&w->exit_req, 0);
         atomic_store(&w->claim, 0);
     }
@@ -120,7 +120,7 @@ static void recover(struct supervisor *s, struct child *c)
     drain_all(s);
     for (uint16_t i = 0; i < c->nwids; i++) {
         uint16_t wid = (uint16_t)(c->first_wid + i);
-        struct worker_slot *w = pipeline_worker(p, wid);
+        struct worker_desc *w = pipeline_worker(p, wid);
         uint64_t held[16];
         size_t n = shm_jobring_recover(p->ring[c->cls], wid, held, 16);
         uint64_t h = atomic_exchange(&w->claim, 0);

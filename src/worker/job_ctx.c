@@ -16,7 +16,7 @@
 
 struct wsjob_ctx {
     struct pipeline *p;
-    struct job_slot *job;
+    struct job_desc *job;
     uint64_t handle;
     uint16_t wid;
     const uint8_t *input;
@@ -37,7 +37,7 @@ void job_ctx_set_option_source(job_option_fn fn) { option_source = fn; }
 int reply_post(struct pipeline *p, uint16_t wid, struct reply *r,
                const void *payload, size_t len)
 {
-    struct worker_slot *w = pipeline_worker(p, wid);
+    struct worker_desc *w = pipeline_worker(p, wid);
     r->wid = wid;
     r->len = (uint32_t)len;
     r->incarnation = atomic_load_explicit(&w->incarnation, memory_order_relaxed);
@@ -233,7 +233,7 @@ static void post_final(wsjob_ctx *ctx, int rc, int64_t started_ns)
 
 void job_run(struct pipeline *p, uint16_t wid, uint64_t handle, const struct wsjob_handler *h)
 {
-    struct job_slot *job = &p->jobs[handle_index(handle)];
+    struct job_desc *job = &p->jobs[handle_index(handle)];
     wsjob_ctx ctx = { .p = p, .job = job, .handle = handle, .wid = wid };
     ctx.input_len = job->input_len;
     ctx.input = job->input_off < 0 ? job->input : p->heap_base + job->input_off;

@@ -66,8 +66,8 @@ static uint64_t resident_bytes(void)
 
 static void run_one(struct pipeline *p, uint16_t wid, uint64_t handle)
 {
-    struct worker_slot *w = pipeline_worker(p, wid);
-    struct job_slot *job = &p->jobs[handle_index(handle)];
+    struct worker_desc *w = pipeline_worker(p, wid);
+    struct job_desc *job = &p->jobs[handle_index(handle)];
     atomic_store_explicit(&w->job_type, job->type, memory_order_relaxed);
     atomic_store_explicit(&w->job_start_ns, shm_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&w->state, WORKER_BUSY, memory_order_release);
@@ -121,7 +121,7 @@ struct loop_args {
 /* Takes and runs jobs of ring `cls` until asked to exit or a limit is hit. */
 static void job_loop(const struct loop_args *a)
 {
-    struct worker_slot *w = pipeline_worker(a->p, a->wid);
+    struct worker_desc *w = pipeline_worker(a->p, a->wid);
     while (!atomic_load_explicit(&w->exit_req, memory_order_acquire)) {
         uint64_t handle;
         if (shm_jobring_take_wait(a->p->ring[a->cls], a->wid, &w->claim, &handle, IDLE_POLL_MS) < 0)
@@ -137,7 +137,7 @@ static void job_loop(const struct loop_args *a)
 
 static void announce(struct pipeline *p, uint16_t wid)
 {
-    struct worker_slot *w = pipeline_worker(p, wid);
+    struct worker_desc *w = pipeline_worker(p, wid);
     atomic_store(&w->pid, getpid());
     atomic_store(&w->tid, (int32_t)syscall(SYS_gettid));
     atomic_store(&w->job_start_ns, 0);

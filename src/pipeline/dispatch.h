@@ -1,7 +1,8 @@
 /* dispatch.h — the front's side of the job pipeline: admits jobs into the
  * shared job rings, drains the reply ring, enforces deadlines and cancels,
  * and guarantees that every admitted job gets exactly one final answer
- * through its sink, whatever happens to the worker running it.
+ * through its sink, whatever happens to the worker running it
+ * (pipeline/job.h tells how).
  *
  * The protocol layers (/jobs, /run/TYPE) own connections and job ids; they
  * hand dispatch a sink and a cookie per job and get the job's events back

@@ -23,9 +23,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "front/front.h"
 #include "base/log.h"
 #include "client/tls_client.h"
+#include "front/front.h"
 #include "front/tls_conn.h"
 
 static char dir[64];   /* the certificates, made once for the whole run */

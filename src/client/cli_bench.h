@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "client/cli.h"
 #include "base/histogram.h"
+#include "client/cli.h"
 #include "client/ws_client.h"
 #include "wire/ws_frame.h"
 

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "client/cli.h"
-#include "wire/http_request.h"
 #include "client/tls_client.h"
+#include "wire/http_request.h"
 
 #define HTTP_TIMEOUT_MS 10000
 #define BODY_MAX        (16u << 20)

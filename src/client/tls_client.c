@@ -19,8 +19,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "wire/tls_config.h"
 #include "clock.h"
+#include "wire/tls_config.h"
 
 #define HOST_MAX 256
 #define SAN_IP_TAG (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)   /* GeneralName iPAddress, RFC 5280 §4.2.1.6 */

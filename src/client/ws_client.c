@@ -13,8 +13,8 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "wire/ws_frame.h"
 #include "clock.h"
+#include "wire/ws_frame.h"
 
 #define IN_BUF_SIZE (64 * 1024)   /* >= WS_READER_WHOLE_FRAME, see ws_frame.h */
 #define GOODBYE_MS  500           /* how long close waits for the server's close */

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "client/cli.h"
 #include "base/version.h"
+#include "client/cli.h"
 
 static const char usage_text[] =
     "Usage: wsjob [--url URL] COMMAND [OPTION]... [ARG]...\n"

@@ -17,17 +17,17 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "base/log.h"
 #include "base/timeval.h"
 #include "front/conn_accept.h"
 #include "front/front.h"
-#include "handlers/handler_registry.h"
-#include "wire/http_request.h"
 #include "front/http_routes.h"
 #include "front/jobs_proto.h"
 #include "front/linger.h"
-#include "base/log.h"
 #include "front/raw_proto.h"
 #include "front/tls_conn.h"
+#include "handlers/handler_registry.h"
+#include "wire/http_request.h"
 #include "wire/ws_frame.h"
 #include "wire/ws_handshake.h"
 

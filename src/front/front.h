@@ -7,8 +7,8 @@
 
 #include "base/config.h"
 #include "pipeline/dispatch.h"
-#include "wire/json_out.h"
 #include "pipeline/pipeline.h"
+#include "wire/json_out.h"
 
 struct event_base;
 struct supervisor;

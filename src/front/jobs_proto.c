@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pipeline/dispatch.h"
 #include "handlers/handler_registry.h"
+#include "pipeline/dispatch.h"
 #include "wire/json_out.h"
 #include "wire/utf8.h"
 #include "wire/ws_frame.h"

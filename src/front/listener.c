@@ -13,11 +13,11 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/timeval.h"
 #include "front/conn_accept.h"
 #include "front/front.h"
 #include "front/linger.h"
-#include "base/log.h"
 
 #define MAX_LISTENERS 64
 #define EMFILE_PAUSE_MS 100

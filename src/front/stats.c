@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/histogram.h"
 #include "base/timeval.h"
-#include "pipeline/dispatch.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
-#include "base/histogram.h"
+#include "pipeline/dispatch.h"
 #include "pipeline/supervisor.h"
 
 #define LAG_PERIOD_MS 20

@@ -25,9 +25,9 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "base/log.h"
 #include "front/front.h"
 #include "front/linger.h"
-#include "base/log.h"
 #include "wire/tls_config.h"
 
 #define RECORD_MAX MBEDTLS_SSL_OUT_CONTENT_LEN   /* plaintext per TLS record */

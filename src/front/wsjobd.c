@@ -12,19 +12,19 @@
 #include <unistd.h>
 
 #include "base/config.h"
+#include "base/log.h"
 #include "base/timeval.h"
 #include "front/conn_accept.h"
-#include "pipeline/dispatch.h"
 #include "front/front.h"
 #include "front/linger.h"
-#include "handlers/handler_registry.h"
-#include "worker/job_ctx.h"
 #include "front/listener.h"
-#include "base/log.h"
-#include "pipeline/pipeline.h"
 #include "front/stats.h"
-#include "pipeline/supervisor.h"
 #include "front/tls_conn.h"
+#include "handlers/handler_registry.h"
+#include "pipeline/dispatch.h"
+#include "pipeline/pipeline.h"
+#include "pipeline/supervisor.h"
+#include "worker/job_ctx.h"
 
 #define SHUTDOWN_TICK_MS 50
 #define STATUS_PERIOD_S 2
@@ -36,8 +36,8 @@ static struct front front;
 static struct listeners *listeners;
 static struct event *shutdown_tick;
 static int64_t shutdown_deadline_ns, close_deadline_ns;
-static int shutdown_phase;
-static int64_t startup_deadline_ns;   /* 0 serving, 1 draining jobs, 2 closing sockets */
+static int shutdown_phase;            /* 0 serving, 1 draining jobs, 2 closing sockets */
+static int64_t startup_deadline_ns;   /* READY waits for the workers until then */
 
 static const char *option_source(const char *name, unsigned index)
 {

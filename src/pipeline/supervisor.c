@@ -4,9 +4,9 @@
  * worker id per thread).  Recovery after a death, in this order:
  *   1. the child's half-written reply slots become tombstones, so the reply
  *      ring cannot stall on them;
- *   2. the reply ring is drained, so every reply the child finished is seen
- *      before its jobs are judged (a job whose final reply arrived is done,
- *      not lost), and no record still refers to its output ring;
+ *   2. the reply ring is drained (for at most RECOVER_SPIN_NS: see
+ *      drain_all), so the replies the child finished are seen before its
+ *      jobs are judged (a job whose final reply arrived is done, not lost);
  *   3. each job it held (claim words, and ring slots claimed but not yet
  *      released) goes back to dispatch: re-run or answered worker_crashed;
  *   4. its output rings are reset, its incarnation bumped, and a new child
@@ -23,9 +23,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/timeval.h"
 #include "pipeline/dispatch.h"
-#include "base/log.h"
 
 #define BACKOFF_MIN_MS   100
 #define BACKOFF_MAX_MS   5000
@@ -98,9 +98,17 @@ static void respawn_cb(evutil_socket_t fd, short what, void *arg)
     c->sup->restarts++;
 }
 
-/* Step 2 of recovery.  A live producer may be mid-write in a slot ahead of
- * the dead child's records; its critical section is a memcpy of one record,
- * so waiting for it is bounded and short. */
+/* Step 2 of recovery: drain until the ring is empty or RECOVER_SPIN_NS
+ * pass, whichever comes first.  A live producer may be mid-write in a slot
+ * ahead of the dead child's records, and popping stops at that slot; the
+ * write is a memcpy of one record, but the producer can be preempted inside
+ * it, so the wait is cut off rather than promised short.  A dead child's
+ * record still behind such a slot when the wait ends comes out later: by
+ * then its job was re-run under a new generation or answered (step 3), so
+ * the record is stale and dropped, and one whose payload lived in the reset
+ * output ring is dropped by its incarnation (reply_drain.c).  Under steady
+ * load the ring is rarely empty, so this can hold the loop the whole
+ * RECOVER_SPIN_NS. */
 static void drain_all(struct supervisor *s)
 {
     int64_t until = shm_now_ns() + RECOVER_SPIN_NS;

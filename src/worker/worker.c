@@ -19,9 +19,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "handlers/handler_registry.h"
 #include "worker/job_ctx.h"
-#include "base/log.h"
 
 #define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
 #define CPU_WORKER_NICE 10

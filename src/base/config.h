@@ -1,6 +1,6 @@
 /* config.h — the daemon's options, from the command line and a config file.
  *
- * One table (config.c) defines every option for both sources and for
+ * One table (config_options.c) defines every option for both sources and for
  * --help.  Precedence, lowest first: built-in defaults, the config file
  * (-c FILE, wherever -c appears), the command line.  A scalar given on the
  * command line overrides the file's; a repeatable option (listen,

@@ -1,6 +1,6 @@
 /* stats.h — /stats (JSON) and /metrics (Prometheus text), and the
  * event-loop lag sampler behind both.  Reading stats takes a snapshot of
- * counters the loop keeps and of worker slots in shared memory: it never
+ * counters the loop keeps and of worker descriptors in shared memory: it never
  * stops a worker and never blocks the loop. */
 #ifndef WSJOBD_STATS_H
 #define WSJOBD_STATS_H

@@ -102,7 +102,7 @@ static int past_limits(const struct worker_limits *lim, uint64_t done)
  * the threads of the I/O worker. */
 static _Atomic uint64_t process_jobs;
 
-/* Asks every worker slot of this process to stop taking jobs; each finishes
+/* Asks every worker descriptor of this process to stop taking jobs; each finishes
  * the one it holds (nothing is lost) and its loop ends. */
 static void stop_process(struct pipeline *p, uint16_t first_wid, uint16_t n)
 {

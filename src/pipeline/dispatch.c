@@ -118,16 +118,25 @@ void dispatch_release(struct dispatch *d, struct job_rec *r)
     }
 }
 
-/* The two places a final answer leaves dispatch.  Each takes the sink
- * before calling it: whatever comes later for this job finds none. */
+/* Takes the answer's token (job.h): whatever comes later for this job
+ * finds no sink, so no second answer can leave. */
+static const struct job_sink *take_sink(struct dispatch *d, struct job_rec *r)
+{
+    const struct job_sink *s = r->sink;
+    if (s) {
+        r->sink = NULL;
+        d->st.in_flight--;
+    }
+    return s;
+}
+
+/* The two places a final answer leaves dispatch. */
 void dispatch_answer_error(struct dispatch *d, struct job_rec *r, enum job_error code,
                            const char *msg)
 {
-    const struct job_sink *s = r->sink;
+    const struct job_sink *s = take_sink(d, r);
     if (!s)
         return;
-    r->sink = NULL;
-    d->st.in_flight--;
     d->st.failed++;
     d->by_type[r->type].failed++;
     if (code == JE_CANCELLED)
@@ -140,11 +149,9 @@ void dispatch_answer_error(struct dispatch *d, struct job_rec *r, enum job_error
 void dispatch_answer_done(struct dispatch *d, struct job_rec *r, const uint8_t *data,
                           size_t len, int has_output, uint64_t run_us)
 {
-    const struct job_sink *s = r->sink;
+    const struct job_sink *s = take_sink(d, r);
     if (!s)
         return;
-    r->sink = NULL;
-    d->st.in_flight--;
     d->st.done++;
     d->by_type[r->type].done++;
     uint32_t idx = rec_index(d, r);
@@ -248,10 +255,8 @@ void dispatch_cancel(struct dispatch *d, uint32_t job)
 void dispatch_detach(struct dispatch *d, uint32_t job)
 {
     struct job_rec *r = &d->recs[job];
-    if (r->state != REC_LIVE || !r->sink)
+    if (r->state != REC_LIVE || !take_sink(d, r))
         return;
-    r->sink = NULL;
-    d->st.in_flight--;
     d->st.cancelled++;
     d->st.failed++;
     d->by_type[r->type].failed++;

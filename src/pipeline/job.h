@@ -56,8 +56,9 @@
  *   sink, unless the route detached it first.  It holds because the sink
  *   pointer is the answer's token: dispatch_answer_done() and
  *   dispatch_answer_error() (pipeline/dispatch.c) are the only places that
- *   call a sink's done or error, and each takes the pointer (sets it to
- *   NULL) before calling; every later event for that job finds no sink.  A
+ *   call a sink's done or error, and each first takes the token with
+ *   take_sink(), which clears it; a detach takes it too, answering nothing.
+ *   Every later event for that job finds no sink.  A
  *   submit dispatch refuses (busy, unknown type, too large) is answered by
  *   the route at once and never gets a record.  Routes free their entry
  *   only after the final answer or after detaching.

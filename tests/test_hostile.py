@@ -6,6 +6,7 @@ import json
 import os
 import random
 import resource
+import select
 import signal
 import socket
 import struct
@@ -284,6 +285,119 @@ class MemoryBudget(unittest.TestCase):
                   file=sys.stderr)
             self.assertLess(peak, budget)
             time.sleep(1)
+            Serving.check(self, d)
+
+
+def flood(s, chunk, d, seconds, max_bytes, stalled=None):
+    """Sends chunk over and over on s and never reads, for at most `seconds`
+    or max_bytes, or until nothing could be sent for `stalled` seconds.
+    Returns (bytes sent, peak front RSS growth seen meanwhile, whether the
+    server closed the connection)."""
+    rss0 = front_rss(d)
+    peak, sent, off, closed = 0, 0, 0, False
+    view = memoryview(chunk)
+    t_end = time.monotonic() + seconds
+    last_sent = time.monotonic()
+    s.setblocking(False)
+    while sent < max_bytes and time.monotonic() < t_end:
+        peak = max(peak, front_rss(d) - rss0)
+        if stalled is not None and time.monotonic() - last_sent > stalled:
+            break
+        if not select.select([], [s], [], 0.05)[1]:
+            continue
+        try:
+            n = s.send(view[off:])
+        except BlockingIOError:
+            continue
+        except OSError:
+            closed = True
+            break
+        sent += n
+        off = (off + n) % len(chunk)
+        last_sent = time.monotonic()
+    peak = max(peak, front_rss(d) - rss0)
+    s.setblocking(True)
+    return sent, peak, closed
+
+
+def ping_pong_within(port, seconds):
+    """A fresh connection's ping is answered within `seconds`."""
+    s, rest = ws_open(port)
+    try:
+        t0 = time.monotonic()
+        s.sendall(frame(9, b"still there?"))
+        s.settimeout(seconds)
+        data = rest
+        while len(data) < 2 + 12:
+            chunk = s.recv(64)
+            if not chunk:
+                return False
+            data += chunk
+        return data[:14] == b"\x8a\x0cstill there?" and time.monotonic() - t0 < seconds
+    finally:
+        s.close()
+
+
+class NeverReading(unittest.TestCase):
+    """Clients that send and never read what they are answered: control
+    frames and HTTP answers count against the same 4 MiB output mark as data
+    messages, and the front stops reading such a client."""
+
+    PING = frame(9, b"p" * 125)                      # 131 bytes in, 127 out
+    HTTP = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+
+    def test_ping_flood_without_reading_stays_bounded(self):
+        with Daemon() as d:
+            s, _ = ws_open(d.port)
+            self.addCleanup(s.close)
+            chunk = self.PING * 8000                 # about 1 MiB
+            sent, peak, _ = flood(s, chunk, d, 6, 256 << 20, stalled=2)
+            print("ping flood: %.1f MiB sent, front RSS growth %.1f MiB"
+                  % (sent / 2**20, peak / 2**20), file=sys.stderr)
+            self.assertGreater(sent, 4 << 20)
+            self.assertLess(peak, 64 << 20)
+            # The flooder is still connected; others are served meanwhile.
+            self.assertTrue(ping_pong_within(d.port, 1))
+            Serving.check(self, d)
+
+    def test_ping_flooder_that_never_reads_is_dropped(self):
+        # Once its output is over the mark nothing more is read from it, so
+        # its pings no longer count as signs of life: the pings the server
+        # sends go unanswered and it is dropped as any silent peer is.
+        with Daemon("--ping-interval", "500") as d:
+            s, _ = ws_open(d.port)
+            self.addCleanup(s.close)
+            sent, peak, closed = flood(s, self.PING * 8000, d, 5, 64 << 20, stalled=1)
+            t0 = time.monotonic()
+            t_end = t0 + 8
+            s.setblocking(False)
+            left = b""
+            while not closed and time.monotonic() < t_end:
+                try:                                  # a ping now and then, never a read
+                    left = left or self.PING
+                    left = left[s.send(left):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                    break
+                if d.stats()["connections"]["open"] <= 1:
+                    closed = True
+                    break
+                time.sleep(0.1)
+            print("ping flooder: %.1f MiB sent, front RSS growth %.1f MiB, dropped %s %.1f s later"
+                  % (sent / 2**20, peak / 2**20, closed, time.monotonic() - t0), file=sys.stderr)
+            self.assertTrue(closed, "the flooder was never dropped")
+            Serving.check(self, d)
+
+    def test_pipelined_requests_without_reading_stay_bounded(self):
+        with Daemon() as d:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            self.addCleanup(s.close)
+            sent, peak, closed = flood(s, self.HTTP * 32768, d, 4, 64 << 20, stalled=2)
+            print("pipelined HTTP: %.1f MiB sent, front RSS growth %.1f MiB, closed %s"
+                  % (sent / 2**20, peak / 2**20, closed), file=sys.stderr)
+            self.assertLess(peak, 64 << 20)
             Serving.check(self, d)
 
 

@@ -30,7 +30,11 @@
 #include "wire/ws_handshake.h"
 
 #define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
-#define OUT_HIGH_WATER (4u << 20)        /* stop reading a client whose output piles up */
+/* Output queued for a client past which nothing more is read from it.
+ * Everything we send counts against it: data messages, pongs, close frames,
+ * HTTP answers.  All of them answer input, so a client that never reads
+ * makes us queue at most this plus the answers to one chunk of its input. */
+#define OUT_HIGH_WATER (4u << 20)
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
 #define LINGER_MS      1000
 #define PINGS_UNANSWERED_MAX 2
@@ -122,6 +126,7 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len)
 static void send_raw(struct conn *c, const void *data, size_t len)
 {
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    check_out_high_water(c);
 }
 
 static void linger(struct conn *c)
@@ -170,16 +175,22 @@ void conn_pause(struct conn *c)
     update_reading(c);
 }
 
+/* Input left in the buffer when reading stopped gets no new read event;
+ * read it on the next loop turn rather than re-entering the route from its
+ * own callback. */
+static void read_buffered_later(struct conn *c)
+{
+    if (!c->in_read && evbuffer_get_length(bufferevent_get_input(c->bev)))
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void conn_resume(struct conn *c)
 {
     if (!c->paused)
         return;
     c->paused = 0;
     update_reading(c);
-    /* Messages may already sit in the input buffer; read them on the next
-     * loop turn rather than re-entering the route from its own callback. */
-    if (!c->in_read && evbuffer_get_length(bufferevent_get_input(c->bev)))
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    read_buffered_later(c);
 }
 
 /* ---- WebSocket reading --------------------------------------------------- */
@@ -234,7 +245,8 @@ static void read_ws_loop(struct conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     for (;;) {
         size_t len = evbuffer_get_length(in);
-        if (!len || c->paused || c->doomed || (c->phase != PH_WS && c->phase != PH_CLOSING))
+        if (!len || c->paused || c->out_paused || c->doomed ||
+            (c->phase != PH_WS && c->phase != PH_CLOSING))
             break;
         c->heard = 1;
         /* Present what is contiguous; if a small frame straddles chunks,
@@ -280,6 +292,7 @@ static void respond(struct conn *c, int status, const char *extra, const char *c
                         status, http_status_text(status), ctype, len, extra ? extra : "",
                         keep ? "" : "Connection: close\r\n");
     evbuffer_add(out, body, len);
+    check_out_high_water(c);
     if (!keep)
         close_when_flushed(c);
 }
@@ -374,10 +387,12 @@ static int route(struct conn *c, const struct http_request *req)
     return keep;
 }
 
+/* Stops between requests once the answers pile up past the output mark: a
+ * pipelining client that never reads gets no more answered than that. */
 static void read_http(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (c->phase == PH_HTTP) {
+    while (c->phase == PH_HTTP && !c->out_paused) {
         size_t len = evbuffer_get_length(in);
         if (!len)
             return;
@@ -450,6 +465,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->out_paused) {
         c->out_paused = 0;
         update_reading(c);
+        read_buffered_later(c);
     }
     if (c->phase == PH_WS && c->ops->drained)
         c->ops->drained(c, c->ps);

@@ -320,6 +320,22 @@ def flood(s, chunk, d, seconds, max_bytes, stalled=None):
     return sent, peak, closed
 
 
+def read_until_closed(s, timeout=5):
+    """Everything the server sends until it closes: (bytes, closed)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(1 << 16)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
 def ping_pong_within(port, seconds):
     """A fresh connection's ping is answered within `seconds`."""
     s, rest = ws_open(port)
@@ -399,6 +415,21 @@ class NeverReading(unittest.TestCase):
                   % (sent / 2**20, peak / 2**20, closed), file=sys.stderr)
             self.assertLess(peak, 64 << 20)
             Serving.check(self, d)
+
+    def test_keep_alive_connection_is_closed_after_1000_requests(self):
+        with Daemon() as d:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(self.HTTP * 1500)
+            data, closed = read_until_closed(s)
+            s.close()
+            heads = [r.split(b"\r\n\r\n", 1)[0] for r in data.split(b"HTTP/1.1 ")[1:]]
+            print("1500 pipelined requests: %d answers, closed %s" % (len(heads), closed),
+                  file=sys.stderr)
+            self.assertEqual(len(heads), 1000)
+            self.assertTrue(all(h.startswith(b"404 ") for h in heads))
+            self.assertNotIn(b"Connection: close", b"".join(heads[:-1]))
+            self.assertIn(b"Connection: close", heads[-1])
+            self.assertTrue(closed)
 
 
 class Garbage(unittest.TestCase):

@@ -30,6 +30,10 @@
 #include "wire/ws_handshake.h"
 
 #define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
+/* Requests answered on one kept-alive connection; the last is answered with
+ * Connection: close.  Each request re-arms the header timeout, so without a
+ * cap one connection could pipeline requests for ever. */
+#define KEEPALIVE_MAX  1000
 /* Output queued for a client past which nothing more is read from it.
  * Everything we send counts against it: data messages, pongs, close frames,
  * HTTP answers.  All of them answer input, so a client that never reads
@@ -56,6 +60,7 @@ struct conn {
     void *ps;                      /* the route's state, owned by the route */
     struct ws_reader rd;
     uint16_t http_scanned;         /* head bytes known to hold no new LF */
+    uint16_t requests;             /* HTTP requests routed, at most KEEPALIVE_MAX */
     uint8_t phase;
     uint8_t stats_ok;              /* peer within --stats-allow */
     uint8_t tls;
@@ -370,7 +375,7 @@ static int route(struct conn *c, const struct http_request *req)
 {
     struct http_str path, query;
     http_target_split(req->target, &path, &query);
-    int keep = req->minor_version >= 1 &&
+    int keep = req->minor_version >= 1 && ++c->requests < KEEPALIVE_MAX &&
                !http_headers_have_token(req->headers, req->num_headers, "Connection", "close");
     if (!(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
         respond_text(c, 405, "Allow: GET\r\n", "method not allowed\n", 0);

@@ -431,6 +431,34 @@ class NeverReading(unittest.TestCase):
             self.assertIn(b"Connection: close", heads[-1])
             self.assertTrue(closed)
 
+    def test_request_body_is_never_read_as_a_request(self):
+        # http_request.h reads heads only: a request that announces a body is
+        # answered and its connection closed, so the body is never parsed as
+        # a request of its own (RFC 9112 §6.3, request smuggling).
+        smuggled = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        cases = [
+            (head + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled, 200),
+            (head + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 200),
+            (head + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 200),
+            (head + b"Transfer-Encoding: identity\r\n\r\n" + smuggled, 200),
+            ((UPGRADE % b"/run/echo")[:-2] + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled, 400),
+        ]
+        with Daemon() as d:
+            for req, want in cases:
+                with self.subTest(req=req), \
+                        socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+                    s.sendall(req)
+                    data, closed = read_until_closed(s, 3)
+                    print("%r...: %d answers, closed %s" % (req[33:60], data.count(b"HTTP/1.1 "), closed),
+                          file=sys.stderr)
+                    self.assertEqual(data.count(b"HTTP/1.1 "), 1, (req, data[:300]))
+                    self.assertTrue(data.startswith(b"HTTP/1.1 %d " % want), data[:100])
+                    self.assertIn(b"\r\nConnection: close\r\n", data)
+                    self.assertNotIn(b"wsjobd_", data)
+                    self.assertTrue(closed, req)
+            Serving.check(self, d)
+
 
 class Garbage(unittest.TestCase):
     def test_malformed_http_requests(self):

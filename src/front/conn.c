@@ -307,6 +307,18 @@ static void respond_text(struct conn *c, int status, const char *extra, const ch
     respond(c, status, extra, "text/plain; charset=utf-8", text, strlen(text), keep);
 }
 
+/* Only heads are parsed (http_request.h): the bytes after a head are read
+ * as the next request or, after an upgrade, as frames, so a body would be
+ * taken for one.  A request that announces a body (RFC 9112 §6.3:
+ * Transfer-Encoding or Content-Length) is answered and its connection
+ * closed instead; else a client could smuggle requests past a proxy in
+ * front that forwards the body as a body. */
+static int announces_body(const struct http_request *req)
+{
+    return http_find_header(req->headers, req->num_headers, "Content-Length") ||
+           http_find_header(req->headers, req->num_headers, "Transfer-Encoding");
+}
+
 static void start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
 {
     c->ops = ops;
@@ -350,6 +362,10 @@ static void upgrade(struct conn *c, const struct http_request *req, const struct
         close_when_flushed(c);
         return;
     }
+    if (announces_body(req)) {
+        respond_text(c, 400, NULL, "request body not allowed\n", 0);
+        return;
+    }
     int n = ws_handshake_response(&up, head, sizeof head);
     if (n < 0) {
         respond_text(c, 400, NULL, "bad WebSocket handshake\n", 0);
@@ -375,7 +391,8 @@ static int route(struct conn *c, const struct http_request *req)
 {
     struct http_str path, query;
     http_target_split(req->target, &path, &query);
-    int keep = req->minor_version >= 1 && ++c->requests < KEEPALIVE_MAX &&
+    c->requests++;
+    int keep = req->minor_version >= 1 && c->requests < KEEPALIVE_MAX && !announces_body(req) &&
                !http_headers_have_token(req->headers, req->num_headers, "Connection", "close");
     if (!(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
         respond_text(c, 405, "Allow: GET\r\n", "method not allowed\n", 0);

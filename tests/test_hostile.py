@@ -6,6 +6,7 @@ import json
 import os
 import random
 import resource
+import select
 import signal
 import socket
 import struct
@@ -284,6 +285,184 @@ class MemoryBudget(unittest.TestCase):
                   file=sys.stderr)
             self.assertLess(peak, budget)
             time.sleep(1)
+            Serving.check(self, d)
+
+
+def flood(s, chunk, d, seconds, max_bytes, stalled=None):
+    """Sends chunk over and over on s and never reads, for at most `seconds`
+    or max_bytes, or until nothing could be sent for `stalled` seconds.
+    Returns (bytes sent, peak front RSS growth seen meanwhile, whether the
+    server closed the connection)."""
+    rss0 = front_rss(d)
+    peak, sent, off, closed = 0, 0, 0, False
+    view = memoryview(chunk)
+    t_end = time.monotonic() + seconds
+    last_sent = time.monotonic()
+    s.setblocking(False)
+    while sent < max_bytes and time.monotonic() < t_end:
+        peak = max(peak, front_rss(d) - rss0)
+        if stalled is not None and time.monotonic() - last_sent > stalled:
+            break
+        if not select.select([], [s], [], 0.05)[1]:
+            continue
+        try:
+            n = s.send(view[off:])
+        except BlockingIOError:
+            continue
+        except OSError:
+            closed = True
+            break
+        sent += n
+        off = (off + n) % len(chunk)
+        last_sent = time.monotonic()
+    peak = max(peak, front_rss(d) - rss0)
+    s.setblocking(True)
+    return sent, peak, closed
+
+
+def read_until_closed(s, timeout=5):
+    """Everything the server sends until it closes: (bytes, closed)."""
+    s.settimeout(timeout)
+    data = b""
+    while True:
+        try:
+            chunk = s.recv(1 << 16)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+def ping_pong_within(port, seconds):
+    """A fresh connection's ping is answered within `seconds`."""
+    s, rest = ws_open(port)
+    try:
+        t0 = time.monotonic()
+        s.sendall(frame(9, b"still there?"))
+        s.settimeout(seconds)
+        data = rest
+        while len(data) < 2 + 12:
+            chunk = s.recv(64)
+            if not chunk:
+                return False
+            data += chunk
+        return data[:14] == b"\x8a\x0cstill there?" and time.monotonic() - t0 < seconds
+    finally:
+        s.close()
+
+
+class NeverReading(unittest.TestCase):
+    """Clients that send and never read what they are answered: control
+    frames and HTTP answers count against the same 4 MiB output mark as data
+    messages, and the front stops reading such a client."""
+
+    PING = frame(9, b"p" * 125)                      # 131 bytes in, 127 out
+    HTTP = b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Front RSS growth allowed: the 4 MiB mark plus room for the allocator;
+    # AddressSanitizer's quarantine keeps the freed input buffers too.
+    RSS_MAX = (64 << 20) + ((256 << 20) if SLOW else 0)
+
+    def test_ping_flood_without_reading_stays_bounded(self):
+        with Daemon() as d:
+            s, _ = ws_open(d.port)
+            self.addCleanup(s.close)
+            chunk = self.PING * 8000                 # about 1 MiB
+            sent, peak, _ = flood(s, chunk, d, 6, 256 << 20, stalled=2)
+            print("ping flood: %.1f MiB sent, front RSS growth %.1f MiB"
+                  % (sent / 2**20, peak / 2**20), file=sys.stderr)
+            self.assertGreater(sent, 4 << 20)
+            self.assertLess(peak, self.RSS_MAX)
+            # The flooder is still connected; others are served meanwhile.
+            self.assertTrue(ping_pong_within(d.port, 1))
+            Serving.check(self, d)
+
+    def test_ping_flooder_that_never_reads_is_dropped(self):
+        # Once its output is over the mark nothing more is read from it, so
+        # its pings no longer count as signs of life: the pings the server
+        # sends go unanswered and it is dropped as any silent peer is.
+        with Daemon("--ping-interval", "500") as d:
+            s, _ = ws_open(d.port)
+            self.addCleanup(s.close)
+            sent, peak, closed = flood(s, self.PING * 8000, d, 5, 64 << 20, stalled=1)
+            t0 = time.monotonic()
+            t_end = t0 + 8
+            s.setblocking(False)
+            left = b""
+            while not closed and time.monotonic() < t_end:
+                try:                                  # a ping now and then, never a read
+                    left = left or self.PING
+                    left = left[s.send(left):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    closed = True
+                    break
+                if d.stats()["connections"]["open"] <= 1:
+                    closed = True
+                    break
+                time.sleep(0.1)
+            print("ping flooder: %.1f MiB sent, front RSS growth %.1f MiB, dropped %s %.1f s later"
+                  % (sent / 2**20, peak / 2**20, closed, time.monotonic() - t0), file=sys.stderr)
+            self.assertTrue(closed, "the flooder was never dropped")
+            Serving.check(self, d)
+
+    def test_pipelined_requests_without_reading_stay_bounded(self):
+        with Daemon() as d:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            self.addCleanup(s.close)
+            sent, peak, closed = flood(s, self.HTTP * 32768, d, 4, 64 << 20, stalled=2)
+            data, closed = read_until_closed(s)
+            print("pipelined HTTP: %.1f MiB sent, front RSS growth %.1f MiB, %d answers, closed %s"
+                  % (sent / 2**20, peak / 2**20, data.count(b"HTTP/1.1 "), closed), file=sys.stderr)
+            self.assertLess(peak, self.RSS_MAX)
+            self.assertLessEqual(data.count(b"HTTP/1.1 "), 1000)
+            self.assertTrue(closed)
+            Serving.check(self, d)
+
+    def test_keep_alive_connection_is_closed_after_1000_requests(self):
+        with Daemon() as d:
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            s.sendall(self.HTTP * 1500)
+            data, closed = read_until_closed(s)
+            s.close()
+            heads = [r.split(b"\r\n\r\n", 1)[0] for r in data.split(b"HTTP/1.1 ")[1:]]
+            print("1500 pipelined requests: %d answers, closed %s" % (len(heads), closed),
+                  file=sys.stderr)
+            self.assertEqual(len(heads), 1000)
+            self.assertTrue(all(h.startswith(b"404 ") for h in heads))
+            self.assertNotIn(b"Connection: close", b"".join(heads[:-1]))
+            self.assertIn(b"Connection: close", heads[-1])
+            self.assertTrue(closed)
+
+    def test_request_body_is_never_read_as_a_request(self):
+        # http_request.h reads heads only: a request that announces a body is
+        # answered and its connection closed, so the body is never parsed as
+        # a request of its own (RFC 9112 §6.3, request smuggling).
+        smuggled = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        cases = [
+            (head + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled, 200),
+            (head + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 200),
+            (head + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled, 200),
+            (head + b"Transfer-Encoding: identity\r\n\r\n" + smuggled, 200),
+            ((UPGRADE % b"/run/echo")[:-2] + b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled, 400),
+        ]
+        with Daemon() as d:
+            for req, want in cases:
+                with self.subTest(req=req), \
+                        socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+                    s.sendall(req)
+                    data, closed = read_until_closed(s, 3)
+                    print("%r...: %d answers, closed %s" % (req[33:60], data.count(b"HTTP/1.1 "), closed),
+                          file=sys.stderr)
+                    self.assertEqual(data.count(b"HTTP/1.1 "), 1, (req, data[:300]))
+                    self.assertTrue(data.startswith(b"HTTP/1.1 %d " % want), data[:100])
+                    self.assertIn(b"\r\nConnection: close\r\n", data)
+                    self.assertNotIn(b"wsjobd_", data)
+                    self.assertTrue(closed, req)
             Serving.check(self, d)
 
 

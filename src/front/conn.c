@@ -32,7 +32,15 @@
 #include "wire/ws_handshake.h"
 
 #define HEADER_LIMIT   8192              /* SPEC §4: over 8 KiB is 431 */
-#define OUT_HIGH_WATER (4u << 20)        /* stop reading a client whose output piles up */
+/* Requests answered on one kept-alive connection; the last is answered with
+ * Connection: close.  Each request re-arms the header timeout, so without a
+ * cap one connection could pipeline requests for ever. */
+#define KEEPALIVE_MAX  1000
+/* Output queued for a client past which nothing more is read from it.
+ * Everything we send counts against it: data messages, pongs, close frames,
+ * HTTP answers.  All of them answer input, so a client that never reads
+ * makes us queue at most this plus the answers to one chunk of its input. */
+#define OUT_HIGH_WATER (4u << 20)
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
 #define PINGS_UNANSWERED_MAX 2
 #define SMALL_FRAME    256               /* payloads copied next to their header */
@@ -51,6 +59,7 @@ struct conn {
     void *ps;                      /* the route's state, owned by the route */
     struct ws_reader rd;
     uint16_t http_scanned;         /* head bytes known to hold no new LF */
+    uint16_t requests;             /* HTTP requests routed, at most KEEPALIVE_MAX */
     uint8_t phase;
     uint8_t stats_ok;              /* peer within --stats-allow */
     uint8_t tls;
@@ -125,6 +134,7 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len)
 static void send_raw(struct conn *c, const void *data, size_t len)
 {
     evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    check_out_high_water(c);
 }
 
 /* Our last bytes are queued: the socket goes to the lingering close
@@ -169,16 +179,22 @@ void conn_pause(struct conn *c)
     update_reading(c);
 }
 
+/* Input left in the buffer when reading stopped gets no new read event;
+ * read it on the next loop turn rather than re-entering the route from its
+ * own callback. */
+static void read_buffered_later(struct conn *c)
+{
+    if (!c->in_read && evbuffer_get_length(bufferevent_get_input(c->bev)))
+        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void conn_resume(struct conn *c)
 {
     if (!c->paused)
         return;
     c->paused = 0;
     update_reading(c);
-    /* Messages may already sit in the input buffer; read them on the next
-     * loop turn rather than re-entering the route from its own callback. */
-    if (!c->in_read && evbuffer_get_length(bufferevent_get_input(c->bev)))
-        bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    read_buffered_later(c);
 }
 
 /* ---- WebSocket reading --------------------------------------------------- */
@@ -233,7 +249,8 @@ static void read_ws_loop(struct conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     for (;;) {
         size_t len = evbuffer_get_length(in);
-        if (!len || c->paused || c->doomed || (c->phase != PH_WS && c->phase != PH_CLOSING))
+        if (!len || c->paused || c->out_paused || c->doomed ||
+            (c->phase != PH_WS && c->phase != PH_CLOSING))
             break;
         c->heard = 1;
         /* Present what is contiguous; if a small frame straddles chunks,
@@ -279,6 +296,7 @@ static void respond(struct conn *c, int status, const char *extra, const char *c
                         status, http_status_text(status), ctype, len, extra ? extra : "",
                         keep ? "" : "Connection: close\r\n");
     evbuffer_add(out, body, len);
+    check_out_high_water(c);
     if (!keep)
         close_when_flushed(c);
 }
@@ -286,6 +304,18 @@ static void respond(struct conn *c, int status, const char *extra, const char *c
 static void respond_text(struct conn *c, int status, const char *extra, const char *text, int keep)
 {
     respond(c, status, extra, "text/plain; charset=utf-8", text, strlen(text), keep);
+}
+
+/* Only heads are parsed (http_request.h): the bytes after a head are read
+ * as the next request or, after an upgrade, as frames, so a body would be
+ * taken for one.  A request that announces a body (RFC 9112 §6.3:
+ * Transfer-Encoding or Content-Length) is answered and its connection
+ * closed instead; else a client could smuggle requests past a proxy in
+ * front that forwards the body as a body. */
+static int announces_body(const struct http_request *req)
+{
+    return http_find_header(req->headers, req->num_headers, "Content-Length") ||
+           http_find_header(req->headers, req->num_headers, "Transfer-Encoding");
 }
 
 static void start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
@@ -331,6 +361,10 @@ static void upgrade(struct conn *c, const struct http_request *req, const struct
         close_when_flushed(c);
         return;
     }
+    if (announces_body(req)) {
+        respond_text(c, 400, NULL, "request body not allowed\n", 0);
+        return;
+    }
     int n = ws_handshake_response(&up, head, sizeof head);
     if (n < 0) {
         respond_text(c, 400, NULL, "bad WebSocket handshake\n", 0);
@@ -356,7 +390,8 @@ static int route(struct conn *c, const struct http_request *req)
 {
     struct http_str path, query;
     http_target_split(req->target, &path, &query);
-    int keep = req->minor_version >= 1 &&
+    c->requests++;
+    int keep = req->minor_version >= 1 && c->requests < KEEPALIVE_MAX && !announces_body(req) &&
                !http_headers_have_token(req->headers, req->num_headers, "Connection", "close");
     if (!(req->method.len == 3 && memcmp(req->method.p, "GET", 3) == 0)) {
         respond_text(c, 405, "Allow: GET\r\n", "method not allowed\n", 0);
@@ -373,10 +408,12 @@ static int route(struct conn *c, const struct http_request *req)
     return keep;
 }
 
+/* Stops between requests once the answers pile up past the output mark: a
+ * pipelining client that never reads gets no more answered than that. */
 static void read_http(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (c->phase == PH_HTTP) {
+    while (c->phase == PH_HTTP && !c->out_paused) {
         size_t len = evbuffer_get_length(in);
         if (!len)
             return;
@@ -444,6 +481,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->out_paused) {
         c->out_paused = 0;
         update_reading(c);
+        read_buffered_later(c);
     }
     if (c->phase == PH_WS && c->ops->drained)
         c->ops->drained(c, c->ps);

@@ -463,6 +463,13 @@ class NeverReading(unittest.TestCase):
                     self.assertIn(b"\r\nConnection: close\r\n", data)
                     self.assertNotIn(b"wsjobd_", data)
                     self.assertTrue(closed, req)
+            # "Content-Length: 0" announces no body: the next request on the
+            # connection is a request of its own, answered in turn.
+            with socket.create_connection(("127.0.0.1", d.port), timeout=5) as s:
+                s.sendall(head + b"Content-Length: 0\r\n\r\n" + head + b"Connection: close\r\n\r\n")
+                data, closed = read_until_closed(s, 3)
+                self.assertEqual(data.count(b"HTTP/1.1 200 "), 2, data[:300])
+                self.assertTrue(closed)
             Serving.check(self, d)
 
 

@@ -309,13 +309,18 @@ static void respond_text(struct conn *c, int status, const char *extra, const ch
 /* Only heads are parsed (http_request.h): the bytes after a head are read
  * as the next request or, after an upgrade, as frames, so a body would be
  * taken for one.  A request that announces a body (RFC 9112 §6.3:
- * Transfer-Encoding or Content-Length) is answered and its connection
- * closed instead; else a client could smuggle requests past a proxy in
- * front that forwards the body as a body. */
+ * Transfer-Encoding, or a Content-Length other than one plain "0") is
+ * answered and its connection closed instead; else a client could smuggle
+ * requests past a proxy in front that forwards the body as a body. */
 static int announces_body(const struct http_request *req)
 {
-    return http_find_header(req->headers, req->num_headers, "Content-Length") ||
-           http_find_header(req->headers, req->num_headers, "Transfer-Encoding");
+    if (http_find_header(req->headers, req->num_headers, "Transfer-Encoding"))
+        return 1;
+    size_t n = http_count_headers(req->headers, req->num_headers, "Content-Length");
+    if (n == 0)
+        return 0;
+    const struct http_str *v = http_find_header(req->headers, req->num_headers, "Content-Length");
+    return n > 1 || v->len != 1 || v->p[0] != '0';
 }
 
 static void start_ws(struct conn *c, const struct proto_ops *ops, void *ps)

@@ -19,8 +19,9 @@
  *  - Requests only: an HTTP/1.1 request without Host, or any request with
  *    two Host lines, is HTTP_PARSE_BAD (RFC 9112 §3.2, MUST).
  *  - Message bodies are not parsed: the head is all wsjobd reads.  A caller
- *    that gets a request with Content-Length or Transfer-Encoding answers it
- *    and closes the connection rather than skipping the body. */
+ *    that gets a request announcing a body (Transfer-Encoding, or a
+ *    Content-Length other than 0) answers it and closes the connection
+ *    rather than skipping the body (front/conn.c, announces_body). */
 #ifndef WSJOBD_HTTP_REQUEST_H
 #define WSJOBD_HTTP_REQUEST_H
 

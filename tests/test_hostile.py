@@ -473,6 +473,73 @@ class NeverReading(unittest.TestCase):
             Serving.check(self, d)
 
 
+def count_frames(buf):
+    """Complete server frames at the start of buf: (count, bytes they use)."""
+    n, off = 0, 0
+    while len(buf) - off >= 2:
+        ln, hl = buf[off + 1] & 0x7F, 2
+        if ln == 126:
+            if len(buf) - off < 4:
+                break
+            ln, hl = struct.unpack(">H", buf[off + 2:off + 4])[0], 4
+        elif ln == 127:
+            if len(buf) - off < 10:
+                break
+            ln, hl = struct.unpack(">Q", buf[off + 2:off + 10])[0], 10
+        if len(buf) - off < hl + ln:
+            break
+        n, off = n + 1, off + hl + ln
+    return n, off
+
+
+def healthz_ms(port):
+    """One GET /healthz on a fresh connection: milliseconds to the answer."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data, _ = read_until_closed(s, 5)
+    assert data.startswith(b"HTTP/1.1 200"), data[:100]
+    return (time.monotonic() - t0) * 1000
+
+
+class FullRing(unittest.TestCase):
+    """Many raw connections wait for room in a full job ring: the loop hands
+    room back to a bounded number of them per turn, in order, so other
+    clients are still answered at once, and every job is answered once."""
+
+    def test_healthz_stays_prompt_while_many_raw_connections_wait_for_room(self):
+        conns, depth = (16, 32) if SLOW else (32, 64)
+        job = frame(1, json.dumps({"data": "x", "rounds": 20000}).encode())   # ~2 ms each
+        with Daemon("--queue-depth", "8", cpu_workers=1) as d:
+            socks = [ws_open(d.port, b"/run/sha256") for _ in range(conns)]
+            for s, _ in socks:
+                self.addCleanup(s.close)
+                s.sendall(job * depth)
+            waits = []
+            t_end = time.monotonic() + (4 if SLOW else 3)
+            while time.monotonic() < t_end:
+                waits.append(healthz_ms(d.port))
+                time.sleep(0.02)
+            # Every job of every connection is answered, in order, once.
+            deadline = time.monotonic() + 60
+            for s, rest in socks:
+                buf, got = rest, 0
+                s.settimeout(5)
+                while got < depth and time.monotonic() < deadline:
+                    k, used = count_frames(buf)
+                    got, buf = got + k, buf[used:]
+                    if got < depth:
+                        chunk = s.recv(1 << 16)
+                        self.assertTrue(chunk, "closed after %d answers" % got)
+                        buf += chunk
+                self.assertEqual(got, depth)
+            waits.sort()
+            print("full ring, %d waiting connections: /healthz p50 %.1f ms, max %.1f ms over %d"
+                  % (conns, waits[len(waits) // 2], waits[-1], len(waits)), file=sys.stderr)
+            self.assertLess(waits[-1], 50 * (4 if SLOW else 1))
+            self.assertEqual(d.stats()["jobs"]["in_flight"], 0)
+
+
 class Garbage(unittest.TestCase):
     def test_malformed_http_requests(self):
         cases = [

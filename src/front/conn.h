@@ -18,8 +18,9 @@ struct proto_ops {
     void (*message)(struct conn *c, void *state, int opcode, uint8_t *data, size_t len);
     /* The output buffer drained (the client reads again). */
     void (*drained)(struct conn *c, void *state);
-    /* Job capacity came back after a `busy` (backpressured routes retry). */
-    void (*room)(struct conn *c, void *state);
+    /* Job capacity came back after a `busy` the route waited on (see
+     * conn_wait_room).  -1: still none, keep waiting; 0: done waiting. */
+    int (*room)(struct conn *c, void *state);
     /* The daemon is shutting down: refuse new work from now on. */
     void (*shutdown)(struct conn *c, void *state);
     /* The connection is gone: detach every job and free state. */
@@ -34,6 +35,11 @@ void conn_close(struct conn *c, uint16_t code, const char *reason);
 
 /* Bytes queued for the client and not yet written to the socket. */
 size_t conn_out_pending(const struct conn *c);
+
+/* The route got `busy` from dispatch and waits for capacity: its room
+ * callback is called when some comes back, in the order routes began to
+ * wait, a bounded number per loop turn. */
+void conn_wait_room(struct conn *c);
 
 /* Stops / resumes reading the client's messages (backpressure). */
 void conn_pause(struct conn *c);

@@ -14,7 +14,9 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
 void conn_shutdown_all(struct front *f);
 void conn_close_all(struct front *f, uint16_t code, const char *reason);
 
-/* Tell routes waiting for job capacity that some came back. */
-void conn_room(struct front *f);
+/* Job capacity came back (dispatch's room callback; arg: the front).
+ * Offers it to at most ROOM_BATCH waiting connections, oldest first;
+ * returns 1 when waiters remain that were not offered any. */
+int conn_room(void *arg);
 
 #endif

@@ -29,6 +29,8 @@ struct front {
     int                shutting_down;
     int64_t            started_ns;
     struct conn       *all;        /* every open connection (list head) */
+    /* Connections waiting for job capacity, oldest first (conn.c). */
+    struct conn       *room_head, *room_tail;
 };
 
 #endif

@@ -392,10 +392,11 @@ static void on_drained(struct conn *c, void *state)
         ack_entry(e);
 }
 
-static void on_room(struct conn *c, void *state)
+static int on_room(struct conn *c, void *state)
 {
     (void)c;
-    (void)state;   /* /jobs answers busy instead of waiting */
+    (void)state;   /* /jobs answers busy instead of waiting: never called */
+    return 0;
 }
 
 static void on_shutdown(struct conn *c, void *state)

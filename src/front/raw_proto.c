@@ -169,7 +169,7 @@ static struct raw_job *new_job(struct raw_conn *rc)
     return j;
 }
 
-static void try_pending(struct raw_conn *rc);
+static int try_pending(struct raw_conn *rc);
 
 /* Sends everything that is now in order: the head's held output, and each
  * finished job after it. */
@@ -205,7 +205,8 @@ static void advance(struct raw_conn *rc)
         rc->head++;
         free_job(j);
     }
-    try_pending(rc);
+    if (try_pending(rc) < 0)
+        conn_wait_room(rc->c);
     if (!rc->pending && !rc->closing && inflight(rc) < max_inflight(rc))
         conn_resume(rc->c);
 }
@@ -285,19 +286,22 @@ static int admit(struct raw_conn *rc, int opcode, const uint8_t *data, size_t le
     return 0;
 }
 
-static void try_pending(struct raw_conn *rc)
+/* Admits the message kept back, if its turn has come.  -1: the daemon is
+ * still busy (the message stays kept, reading stays paused). */
+static int try_pending(struct raw_conn *rc)
 {
     if (!rc->pending || rc->closing || inflight(rc) >= max_inflight(rc))
-        return;
+        return 0;
     uint8_t *msg = rc->pending;
     rc->pending = NULL;
     if (admit(rc, rc->pending_opcode, msg, rc->pending_len) < 0) {
         rc->pending = msg;
-        return;
+        return -1;
     }
     free(msg);
     if (inflight(rc) < max_inflight(rc))
         conn_resume(rc->c);
+    return 0;
 }
 
 static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, size_t len)
@@ -305,8 +309,12 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
     struct raw_conn *rc = state;
     if (rc->closing)
         return;
-    if (inflight(rc) < max_inflight(rc) && admit(rc, opcode, data, len) == 0)
-        return;
+    int busy = 0;
+    if (inflight(rc) < max_inflight(rc)) {
+        if (admit(rc, opcode, data, len) == 0)
+            return;
+        busy = 1;
+    }
     /* Busy, or a reader that ignored the pause for one more message: keep
      * it and stop reading until there is room. */
     rc->pending = malloc(len ? len : 1);
@@ -318,6 +326,8 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
     rc->pending_len = len;
     rc->pending_opcode = opcode;
     conn_pause(c);
+    if (busy)
+        conn_wait_room(c);
 }
 
 static void on_drained(struct conn *c, void *state)
@@ -328,10 +338,10 @@ static void on_drained(struct conn *c, void *state)
         ack(rc->ring[rc->head % rc->cap]);
 }
 
-static void on_room(struct conn *c, void *state)
+static int on_room(struct conn *c, void *state)
 {
     (void)c;
-    try_pending(state);
+    return try_pending(state);
 }
 
 static void on_shutdown(struct conn *c, void *state)

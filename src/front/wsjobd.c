@@ -257,7 +257,7 @@ static int start(void)
         fprintf(stderr, "wsjobd: cannot start the loop-lag sampler\n");
         return 1;
     }
-    dispatch_on_room(front.d, (void (*)(void *))conn_room, &front);
+    dispatch_on_room(front.d, conn_room, &front);
     listeners = listeners_open(&front, err, sizeof err);
     if (!listeners) {
         fprintf(stderr, "wsjobd: %s\n", err);

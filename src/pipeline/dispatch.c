@@ -12,6 +12,8 @@
 
 #define CLOCK_REUSE 64     /* events that may share one clock read */
 
+static void room_cb(evutil_socket_t fd, short what, void *arg);
+
 /* The clock for a job's submit and done times, read once per batch of
  * events instead of once per event: at a million echo jobs a second the two
  * reads per job were 6 % of the front's CPU (perf, cpu-clock samples).  A
@@ -46,7 +48,9 @@ struct dispatch *dispatch_new(struct event_base *base, struct pipeline *p,
     d->recs = calloc(p->njobs, sizeof *d->recs);
     d->heap = shm_heap_new(p->heap_base, p->heap_size);
     d->run_us = calloc(registry_count() ? registry_count() : 1, sizeof *d->run_us);
-    if (!d->recs || !d->heap || !d->run_us || deadline_init(d) < 0 || reply_drain_init(d) < 0) {
+    d->room_ev = evtimer_new(base, room_cb, d);
+    if (!d->recs || !d->heap || !d->run_us || !d->room_ev || deadline_init(d) < 0 ||
+        reply_drain_init(d) < 0) {
         dispatch_free(d);
         return NULL;
     }
@@ -72,16 +76,37 @@ void dispatch_free(struct dispatch *d)
         return;
     reply_drain_free(d);
     deadline_free(d);
+    if (d->room_ev)
+        event_free(d->room_ev);
     shm_heap_delete(d->heap);
     free(d->run_us);
     free(d->recs);
     free(d);
 }
 
-void dispatch_on_room(struct dispatch *d, void (*fn)(void *), void *arg)
+void dispatch_on_room(struct dispatch *d, int (*fn)(void *), void *arg)
 {
     d->on_room = fn;
     d->on_room_arg = arg;
+}
+
+/* Room comes back inside release(), deep in a reply's or a timer's
+ * callback; waiters submit again, which can fail and free nothing, so they
+ * are called on the next turn instead, once for every record freed
+ * meanwhile. */
+static void room_later(struct dispatch *d)
+{
+    static const struct timeval next_turn = { 0, 0 };
+    evtimer_add(d->room_ev, &next_turn);
+}
+
+static void room_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct dispatch *d = arg;
+    if (d->on_room && d->on_room(d->on_room_arg))
+        room_later(d);
 }
 
 const struct dispatch_stats *dispatch_stats(const struct dispatch *d) { return &d->st; }
@@ -112,9 +137,9 @@ void dispatch_release(struct dispatch *d, struct job_rec *r)
     r->gen++;
     r->next_free = d->free_head;
     d->free_head = rec_index(d, r) + 1;
-    if (d->room_wanted && d->on_room) {
+    if (d->room_wanted) {
         d->room_wanted = 0;
-        d->on_room(d->on_room_arg);
+        room_later(d);
     }
 }
 

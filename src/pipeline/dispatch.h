@@ -90,9 +90,12 @@ size_t dispatch_drain(struct dispatch *d);
  * it worker_crashed. */
 void dispatch_worker_lost(struct dispatch *d, uint64_t handle);
 
-/* Called when the ring, job table or heap gains room (backpressured readers
- * retry).  Set by the front. */
-void dispatch_on_room(struct dispatch *d, void (*fn)(void *arg), void *arg);
+/* fn is called when the ring, job table or heap gains room after a submit
+ * was refused `busy` (backpressured readers retry): never from inside a
+ * dispatch call, always from a later turn of the loop, so it may submit.
+ * It returns 1 to be called again on the next turn (it had more waiters
+ * than it served in one).  Set by the front. */
+void dispatch_on_room(struct dispatch *d, int (*fn)(void *arg), void *arg);
 
 const struct dispatch_stats *dispatch_stats(const struct dispatch *d);
 uint64_t dispatch_type_count(const struct dispatch *d, int type, int failed);

@@ -43,9 +43,10 @@ struct dispatch {
     struct dispatch_stats st;
     struct type_counts by_type[REGISTRY_MAX];
     struct histogram  *run_us;          /* per type, registry_count() of them */
-    void (*on_room)(void *);
+    int  (*on_room)(void *);            /* 1: call again next turn */
     void  *on_room_arg;
-    int    room_wanted;
+    int    room_wanted;                 /* a submit was refused for want of room */
+    struct event *room_ev;              /* calls on_room on the next turn */
 };
 
 static inline uint32_t rec_index(const struct dispatch *d, const struct job_rec *r)

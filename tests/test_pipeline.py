@@ -458,8 +458,11 @@ class Crashes(unittest.TestCase):
                         await ws.send(submit_msg(jid, "modsum", {"n": nn, "iterations": k},
                                                  timeout_ms=600000))
                     else:
-                        expect[jid] = "e%d" % i
-                        await ws.send(submit_msg(jid, "echo", "e%d" % i))
+                        # Larger than a reply record's inline payload: the
+                        # output travels through the worker's output ring,
+                        # which a death resets (job.h).
+                        expect[jid] = ("e%d." % i) * 40
+                        await ws.send(submit_msg(jid, "echo", expect[jid]))
                     pending.add(jid)
                 # At least n jobs, and on until enough workers have died under them.
                 def more():
@@ -498,13 +501,18 @@ class Recycling(unittest.TestCase):
             async def go():
                 ws = await jobs_conn(d)
                 ids = []
+                # Echo outputs larger than a reply record's inline payload
+                # go through the output ring a recycled worker leaves behind.
+                big = lambda i: ("r%d." % i) * 40
                 for i in range(40):
                     await ws.send(submit_msg("c%d" % i, "modsum", {"n": i, "iterations": 1000}))
+                    await ws.send(submit_msg("e%d" % i, "echo", big(i)))
                     await ws.send(submit_msg("i%d" % i, "sleep", {"ms": 1}))
-                    ids += ["c%d" % i, "i%d" % i]
+                    ids += ["c%d" % i, "e%d" % i, "i%d" % i]
                 _, finals = await collect(ws, ids, timeout=60)
                 for i in range(40):
                     self.assertEqual(finals["c%d" % i]["output"], str(modsum_ref(i, 1000)))
+                    self.assertEqual(finals["e%d" % i]["output"], big(i))
                     self.assertEqual(finals["i%d" % i]["output"], "slept 1")
                 await ws.close()
             run(go())

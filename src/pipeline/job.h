@@ -42,7 +42,10 @@
  *   LIVE, either ──▶ FREE   the worker's final reply arrived, or the worker
  *        died and the job is not run again; input bytes freed, gen bumped
  *   LIVE, answerable ──worker died──▶ re-queued under a new generation
- *        (up to crash_retries), else answered `worker_crashed` and FREE
+ *        (up to crash_retries), else answered `worker_crashed` and FREE.
+ *        A reply whose payload was in the output ring of a worker reset
+ *        since (it died or was recycled before the reply was drained) counts
+ *        as the worker dying under that job (reply_drain.c).
  *
  *   "Answered" and "free" are separate on purpose: a cancelled or timed-out
  *   job is answered at once, but its record, descriptor and input stay

@@ -65,8 +65,15 @@ size_t dispatch_drain(struct dispatch *d)
         int current = rp->incarnation == atomic_load_explicit(&w->incarnation, memory_order_relaxed);
         const uint8_t *data = rp->data;
         if (rp->pos >= 0) {
-            if (!current)
-                continue;   /* its bytes are in a bytering reset since */
+            if (!current) {
+                /* Its bytes were in an output ring reset since: the worker
+                 * died, or was recycled, before this record was drained
+                 * (supervisor.c cuts its drain short).  Undeliverable, the
+                 * record is a lost worker for its job: run it again or
+                 * answer worker_crashed, never wait for its deadline. */
+                dispatch_worker_lost(d, rp->handle);
+                continue;
+            }
             data = shm_bytering_ptr(w->out, rp->pos);
         }
         handle_reply(d, rp, data);

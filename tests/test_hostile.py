@@ -159,6 +159,42 @@ class SlowAndSilent(unittest.TestCase):
             d.stop()
 
 
+    def test_a_refused_connection_that_trickles_is_closed_after_the_linger(self):
+        # Past --max-connections the 503 is followed by the lingering close:
+        # its deadline is fixed when it starts, and bytes the refused client
+        # keeps sending do not move it.
+        with Daemon("--max-connections", "1") as d:
+            held, _ = ws_open(d.port)
+            self.addCleanup(held.close)
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            self.addCleanup(s.close)
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            t0 = time.monotonic()
+            data, closed = b"", False
+            s.setblocking(False)
+            # Our FIN comes at once (the 503 is all there is to say); the
+            # socket is closed for good when a byte sent to it is refused.
+            while time.monotonic() - t0 < 6 and not closed:
+                try:
+                    s.send(b"X")                    # a byte every 50 ms, never a whole head
+                except BlockingIOError:
+                    pass
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                time.sleep(0.05)
+                try:
+                    data += s.recv(4096)
+                except BlockingIOError:
+                    pass
+                except ConnectionResetError:
+                    closed = True
+            took = time.monotonic() - t0
+            print("refused trickler closed after %.2f s" % took, file=sys.stderr)
+            self.assertTrue(data.startswith(b"HTTP/1.1 503"), data[:60])
+            self.assertTrue(closed, "still open after %.1f s" % took)
+            self.assertLess(took, 3)
+
+
 class Frames(unittest.TestCase):
     @classmethod
     def setUpClass(cls):

@@ -1,5 +1,6 @@
 """The job pipeline end to end: real daemon, real WebSocket clients."""
 import asyncio
+import ctypes
 import hashlib
 import json
 import os
@@ -272,6 +273,30 @@ class Cancel(unittest.TestCase):
                 await ws.send(submit_msg("e", "echo", "alive"))
                 _, finals = await collect(ws, ["e"], timeout=5)
                 self.assertEqual(finals["e"]["output"], "alive")
+                await ws.close()
+            run(go())
+
+
+    def test_a_stop_request_for_another_job_spares_the_worker(self):
+        # The front asks a worker to die with the handle of the job it
+        # wants stopped; the worker compares it with the job it runs now, so
+        # one that finished that job and took the next is not killed.
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+        with Daemon(cpu_workers=1) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                await ws.send(submit_msg("m", "modsum", {"n": 3, "iterations": 3 * 10**8}))
+                await asyncio.sleep(0.3)
+                pid = d.worker_pids()[0]
+                busy = [w["state"] for w in d.stats()["workers"] if w["pid"] == pid]
+                self.assertEqual(busy, ["busy"])
+                self.assertEqual(libc.sigqueue(pid, signal.SIGUSR2, (7 << 32) | 1), 0)
+                os.kill(pid, signal.SIGUSR2)          # not queued with a handle: ignored too
+                _, finals = await collect(ws, ["m"], timeout=30)
+                self.assertEqual(finals["m"]["event"], "done")
+                self.assertEqual(d.worker_pids(), [pid])
+                self.assertEqual(d.stats()["workers_restarted_total"], 0)
                 await ws.close()
             run(go())
 

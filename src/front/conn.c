@@ -560,11 +560,27 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
     return 0;
 }
 
-static void free_cb(evutil_socket_t fd, short what, void *arg)
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    free(arg);
+    struct front *f = arg;
+    while (f->dead) {
+        struct conn *c = f->dead;
+        f->dead = c->next;
+        free(c);
+    }
+}
+
+void conn_init(struct front *f)
+{
+    event_assign(&f->reap, f->base, -1, 0, reap_cb, f);
+}
+
+void conn_fini(struct front *f)
+{
+    event_del(&f->reap);
+    reap_cb(-1, 0, f);
 }
 
 static void conn_free(struct conn *c)
@@ -594,8 +610,11 @@ static void conn_free(struct conn *c)
     if (c->tls)
         f->conns.tls_open--;
     /* Callers up the stack (an HTTP route, a dispatch callback) may still
-     * look at c->freed; the struct itself goes on the next loop turn. */
-    event_base_once(f->base, -1, EV_TIMEOUT, free_cb, c, NULL);
+     * look at c->freed; the struct itself goes on the next loop turn.
+     * (Activating an assigned event cannot fail, as a new one could.) */
+    c->next = f->dead;
+    f->dead = c;
+    event_active(&f->reap, 0, 1);
 }
 
 void conn_shutdown_all(struct front *f)

@@ -10,6 +10,12 @@ struct front;
 /* Takes ownership of fd on success (0); -1 leaves fd to the caller. */
 int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t len, int tls);
 
+/* Before the first connection: connections are freed through an event of
+ * the front's base (see conn_free). */
+void conn_init(struct front *f);
+/* After the loop: frees what conn_init's event had still to free. */
+void conn_fini(struct front *f);
+
 /* Every open connection: shutting_down to its route, then close 1001. */
 void conn_shutdown_all(struct front *f);
 void conn_close_all(struct front *f, uint16_t code, const char *reason);

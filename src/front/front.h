@@ -3,6 +3,7 @@
 #ifndef WSJOBD_FRONT_H
 #define WSJOBD_FRONT_H
 
+#include <event2/event_struct.h>
 #include <stdint.h>
 
 #include "base/config.h"
@@ -31,6 +32,9 @@ struct front {
     struct conn       *all;        /* every open connection (list head) */
     /* Connections waiting for job capacity, oldest first (conn.c). */
     struct conn       *room_head, *room_tail;
+    /* Connections closed this turn, freed on the next (conn.c). */
+    struct conn       *dead;
+    struct event       reap;
 };
 
 #endif

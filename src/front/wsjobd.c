@@ -253,6 +253,7 @@ static int start(void)
         return 1;
     }
     front.started_ns = shm_now_ns();
+    conn_init(&front);
     if (stats_start(&front) < 0) {
         fprintf(stderr, "wsjobd: cannot start the loop-lag sampler\n");
         return 1;
@@ -342,6 +343,7 @@ int main(int argc, char **argv)
     dispatch_free(front.d);
     tls_server_free();
     linger_end_all();
+    conn_fini(&front);
     event_base_free(front.base);
     pipeline_destroy(front.p);
     jout_free(&front.scratch);

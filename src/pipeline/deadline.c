@@ -13,10 +13,12 @@
  * its worker killed, the only way to stop one that never polls. */
 #include <event2/event.h>
 #include <signal.h>
+#include <stdint.h>
 
 #include "base/log.h"
 #include "base/timeval.h"
 #include "pipeline/dispatch_parts.h"
+#include "worker/worker.h"
 
 static void arm_timer(struct job_rec *r, int64_t ms)
 {
@@ -88,21 +90,36 @@ void deadline_stop_handler(struct dispatch *d, struct job_rec *r, enum job_cance
     arm_timer(r, d->prm.cancel_grace_ms);
 }
 
-/* A CPU worker that holds `h` past the grace period is killed.  Its death
- * is handled like any crash, and since the job is answered it is not run
- * again. */
-static void kill_holder(struct dispatch *d, uint64_t h)
+/* The grace is over and a CPU worker still runs the job: the only way to
+ * stop a handler that never polls is to end its worker.  First it is asked
+ * to die if it still runs this job (worker.c, stop_request: the check is
+ * made there, because reading its claim here and killing it is not one
+ * step, and it may have moved on to the next job meanwhile).  If it still
+ * holds the job one grace later, its handler took the signal for itself:
+ * SIGKILL.  The death is handled like any crash; the job is answered, so it
+ * is not run again. */
+static void stop_holder(struct dispatch *d, struct job_rec *r)
 {
+    uint64_t h = job_handle(rec_index(d, r), r->gen);
     for (uint32_t i = 0; i < d->p->ncpu; i++) {
         struct worker_desc *w = &d->p->workers[i];
         if (atomic_load_explicit(&w->claim, memory_order_acquire) != h)
             continue;
         pid_t pid = atomic_load(&w->pid);
-        if (pid > 0) {
-            log_warn("cpu worker %u (pid %d) ignored a cancel for %lld ms: killing it",
+        if (pid <= 0)
+            continue;
+        if (!r->stop_asked) {
+            log_warn("cpu worker %u (pid %d) ignored a cancel for %lld ms: stopping it",
                      i + 1, (int)pid, (long long)d->prm.cancel_grace_ms);
-            kill(pid, SIGKILL);
+            r->stop_asked = 1;
+            union sigval v = { .sival_ptr = (void *)(uintptr_t)h };
+            if (sigqueue(pid, WORKER_STOP_SIGNAL, v) == 0) {
+                arm_timer(r, d->prm.cancel_grace_ms);
+                return;
+            }
         }
+        log_warn("cpu worker %u (pid %d) did not stop: killing it", i + 1, (int)pid);
+        kill(pid, SIGKILL);
     }
 }
 
@@ -164,7 +181,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         expire(d, r);
         return;
     }
-    kill_holder(d, job_handle(rec_index(d, r), r->gen));
+    stop_holder(d, r);
 }
 
 int deadline_init(struct dispatch *d)

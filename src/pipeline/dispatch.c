@@ -215,6 +215,7 @@ int dispatch_enqueue(struct dispatch *d, struct job_rec *r)
     struct job_desc *desc = &d->p->jobs[idx];
     uint64_t h = job_handle(idx, r->gen);
     desc->handle = h;
+    r->stop_asked = 0;
     atomic_store_explicit(&desc->cancel, JOB_LIVE, memory_order_relaxed);
     atomic_store_explicit(&desc->acked, 0, memory_order_relaxed);
     if (shm_jobring_push(d->p->ring[r->cls], h) < 0) {

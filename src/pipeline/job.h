@@ -86,6 +86,7 @@ struct job_rec {
     uint8_t   retries;             /* crash re-runs so far */
     uint8_t   timer_armed;         /* `timer` pending */
     uint8_t   on_fifo;             /* in the default-deadline FIFO (deadline.c) */
+    uint8_t   stop_asked;          /* its worker was asked to die (deadline.c) */
     uint16_t  type;                /* handler registry index */
     uint32_t  fifo_prev, fifo_next; /* FIFO links (index + 1, 0 ends) */
     int64_t   deadline_ns;         /* while on_fifo */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <stdint.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -25,6 +26,47 @@
 
 #define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
 #define CPU_WORKER_NICE 10
+
+/* Closes descriptors lo..hi (hi < 0: every one above lo).  close_range
+ * where the kernel has it (5.9); else one close per possible descriptor. */
+static void close_fds(int lo, int hi)
+{
+    if (close_range((unsigned)lo, hi < 0 ? ~0u : (unsigned)hi, 0) == 0)
+        return;
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > (1 << 20))
+        max = 1 << 20;
+    for (long fd = lo; fd <= (hi < 0 ? max - 1 : hi); fd++)
+        close((int)fd);
+}
+
+/* The claim word of this process's job, for stop_request (CPU workers). */
+static _Atomic uint64_t *own_claim;
+
+/* SIGUSR2 from the front, with a job handle as its value: the handler
+ * running that job ignored a cancel past the grace period.  The front can
+ * read our claim and signal us, but not in one step: meanwhile the job may
+ * have finished and the next one begun.  So the comparison is made here,
+ * against our own claim, and a worker that moved on is spared. */
+static void stop_request(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    if (si->si_code != SI_QUEUE || !own_claim)
+        return;
+    uint64_t h = (uint64_t)(uintptr_t)si->si_value.sival_ptr;
+    if (h != 0 && atomic_load_explicit(own_claim, memory_order_relaxed) == h)
+        raise(SIGKILL);
+}
+
+static void listen_for_stop_requests(_Atomic uint64_t *claim)
+{
+    own_claim = claim;
+    struct sigaction sa = { .sa_sigaction = stop_request, .sa_flags = SA_SIGINFO | SA_RESTART };
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(WORKER_STOP_SIGNAL, &sa, NULL) < 0)
+        log_warn("sigaction: %s: a stuck handler is stopped by SIGKILL only", strerror(errno));
+}
 
 void worker_detach(struct pipeline *p, pid_t front)
 {
@@ -49,8 +91,8 @@ void worker_detach(struct pipeline *p, pid_t front)
      * the reply eventfd. */
     int efd = p->reply_efd;
     if (efd > 3)
-        close_range(3, (unsigned)efd - 1, 0);
-    close_range((unsigned)efd + 1, ~0u, 0);
+        close_fds(3, efd - 1);
+    close_fds(efd + 1, -1);
 }
 
 static uint64_t resident_bytes(void)
@@ -163,6 +205,7 @@ _Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct wo
     char role[32];
     snprintf(role, sizeof role, "cpu-worker %u", wid);
     log_set_role(role);
+    listen_for_stop_requests(&pipeline_worker(p, wid)->claim);
     announce(p, wid);
     struct loop_args a = { .p = p, .wid = wid, .first_wid = wid, .nwids = 1,
                            .cls = CLASS_CPU, .lim = lim };

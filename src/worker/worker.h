@@ -4,10 +4,15 @@
 #ifndef WSJOBD_WORKER_H
 #define WSJOBD_WORKER_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "pipeline/pipeline.h"
+
+/* The front asks a CPU worker to die if it still runs a job: this signal,
+ * sent with sigqueue, the job's handle as its value (see stop_request). */
+#define WORKER_STOP_SIGNAL SIGUSR2
 
 struct worker_limits {
     uint64_t max_jobs;     /* exit after this many jobs (0: never) */

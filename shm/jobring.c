@@ -22,8 +22,8 @@
  * Sleeping: consumers with nothing to take wait on the `ready` eventcount
  * (eventcount.h); the producer's push pays a plain load of a line that
  * stays shared while consumers are busy (or one locked add, where the
- * kernel refuses membarrier), and a futex_wake only while some consumer
- * waits. */
+ * kernel refuses membarrier), and a futex_wake only while the consumers
+ * waiting outnumber the wakes already sent to them. */
 #include "ring_layout.h"
 
 #include <limits.h>
@@ -221,7 +221,9 @@ int shm_jobring_take_wait(struct shm_jobring *r, uint16_t id,
         if (!spin_for_value(r, deadline)) {
             struct shm_evc_ticket e = shm_evc_prepare(&r->ready, r->sleeping, id);
             /* The re-check after prepare: a push that this take misses is
-             * one whose notify sees us counted, and bumps the epoch. */
+             * one whose notify sees us counted (eventcount.h, fact 1), and
+             * then wakes a consumer or finds every counted one, us
+             * included, already released to go round (facts 2, 3). */
             int got = shm_jobring_take(r, id, claim, value) == 0;
             if (!got && !stopped(r, gen))
                 shm_evc_wait_until(&r->ready, e, deadline);

@@ -286,15 +286,23 @@ class Cancel(unittest.TestCase):
         with Daemon(cpu_workers=1) as d:
             async def go():
                 ws = await jobs_conn(d)
-                await ws.send(submit_msg("m", "modsum", {"n": 3, "iterations": 3 * 10**8}))
-                await asyncio.sleep(0.3)
-                pid = d.worker_pids()[0]
-                busy = [w["state"] for w in d.stats()["workers"] if w["pid"] == pid]
-                self.assertEqual(busy, ["busy"])
+                await ws.send(submit_msg("m", "modsum", {"n": 3, "iterations": 10**11}))
+                pid = None
+                for _ in range(200):
+                    busy = [w["pid"] for w in d.stats()["workers"] if w["state"] == "busy"]
+                    if busy:
+                        pid = busy[0]
+                        break
+                    await asyncio.sleep(0.01)
+                self.assertIsNotNone(pid, "the job never started")
                 self.assertEqual(libc.sigqueue(pid, signal.SIGUSR2, (7 << 32) | 1), 0)
                 os.kill(pid, signal.SIGUSR2)          # not queued with a handle: ignored too
-                _, finals = await collect(ws, ["m"], timeout=30)
-                self.assertEqual(finals["m"]["event"], "done")
+                await asyncio.sleep(0.3)
+                self.assertEqual(d.worker_pids(), [pid])
+                await ws.send(json.dumps({"op": "cancel", "id": "m"}))
+                _, finals = await collect(ws, ["m"], timeout=10)
+                self.assertEqual(finals["m"]["code"], "cancelled")
+                await asyncio.sleep(0.2)
                 self.assertEqual(d.worker_pids(), [pid])
                 self.assertEqual(d.stats()["workers_restarted_total"], 0)
                 await ws.close()

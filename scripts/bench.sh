@@ -7,6 +7,7 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
+#   BENCH_ONLY=hostile                    only the hostile section
 set -u
 
 BUILD=${BUILD:-build}
@@ -223,6 +224,52 @@ idle_case() {
     stop_daemon
 }
 
+# ---- hostile: a quiet client's ping and the front's memory under abuse ------------------
+
+front_rss_kib() {
+    awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null
+}
+
+# hostile_case LABEL LOAD-ARGS...: runs scripts/hostile_load.py in the
+# background, measures a quiet client's pings beside it, then records the
+# front's RSS growth (peak, sampled every 100 ms) as a JSON line.
+hostile_case() {
+    local label=$1 lpid rss0 peak now
+    shift
+    rss0=$(front_rss_kib "$DPID")
+    /usr/bin/python3 scripts/hostile_load.py "$@" >"$work/load.out" 2>&1 &
+    lpid=$!
+    pids="$pids $lpid"
+    sleep 1                                    # let the load build up
+    peak=$rss0
+    ( while kill -0 "$lpid" 2>/dev/null; do front_rss_kib "$DPID"; sleep 0.1; done ) >"$work/rss" &
+    bench "ping, $label" --ping --rate 200 -d 4
+    wait "$lpid" 2>/dev/null
+    for now in $(cat "$work/rss"); do [ "$now" -gt "$peak" ] && peak=$now; done
+    say "$(cat "$work/load.out")"
+    printf '{"bench":"hostile","case":"rss, %s","front_rss_growth_kib":%d,"load":"%s"}\n' \
+        "$label" $((peak - rss0)) "$(tr -d '"\n' <"$work/load.out")" | tee -a "$results"
+}
+
+hostile_cases() {
+    local certs=$work/certs tls_port
+    start_daemon
+    hostile_case "ping flood" ping-flood "${URL##*:}" 6
+    stop_daemon
+    if sh tests/certs/make_certs.sh "$certs" >/dev/null 2>&1; then
+        tls_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        start_daemon --tls-listen "127.0.0.1:$tls_port" --tls-cert "$certs/server.pem" \
+            --tls-key "$certs/server.key"
+        hostile_case "tls handshake storm" tls-storm "$tls_port" 6 8
+        stop_daemon
+    else
+        say "hostile: cannot make test certificates (openssl), TLS storm skipped"
+    fi
+    start_daemon --queue-depth 8 --cpu-workers 1
+    hostile_case "full ring, 100 waiting" full-ring "${URL##*:}" 6 100
+    stop_daemon
+}
+
 # ---- the table ----------------------------------------------------------------------
 
 field() {   # field NAME < json line
@@ -290,21 +337,32 @@ table() {
         a=$(line_of "${l%%|*}")
         row "${l#*|}" "p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us"
     done
+    for l in "ping flood" "tls handshake storm" "full ring, 100 waiting"; do
+        a=$(line_of "ping, $l")
+        b=$(line_of "rss, $l")
+        [ -n "$a" ] || continue
+        row "hostile: $l" "quiet ping p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us; front RSS +$(printf '%s' "$b" | field front_rss_growth_kib) KiB"
+    done
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
 
 started=$(date +%s)
-ring_case
-start_daemon
-echo_cases
-sha_cases
-sha256_vs_openssl_case
-ping_cases
-sleep_cases          # stops the first daemon, runs one with 100 io threads
-yardstick_case
-scaling_cases
-idle_case
+if [ "${BENCH_ONLY:-}" = hostile ]; then
+    hostile_cases
+else
+    ring_case
+    start_daemon
+    echo_cases
+    sha_cases
+    sha256_vs_openssl_case
+    ping_cases
+    sleep_cases          # stops the first daemon, runs one with 100 io threads
+    yardstick_case
+    scaling_cases
+    idle_case
+    hostile_cases
+fi
 table
 say "done in $(( $(date +%s) - started )) s"
 exit $failed

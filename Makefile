@@ -27,6 +27,10 @@ CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
+# Python is embedded in the daemon's workers only; the client never links it.
+PY_CFLAGS := $(shell pkg-config --cflags python3-embed | sed 's/-I/-isystem /g')
+PY_LIBS   := $(shell pkg-config --libs python3-embed)
+CFLAGS    += $(PY_CFLAGS)
 LIBS      := -levent -lmbedtls -lmbedx509 -lmbedcrypto -ljansson -lsystemd -lcurl -ldl -lm
 CHECKLIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -66,7 +70,7 @@ $(BUILD)/libcore.a: $(CORE_OBJ)
 	$(AR) rcs $@ $^
 
 $(BUILD)/wsjobd: $(BUILD)/src/front/wsjobd.o $(BUILD)/libcore.a $(BUILD)/libshm.a
-	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS)
+	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(PY_LIBS)
 $(BUILD)/wsjob: $(BUILD)/src/client/wsjob.o $(BUILD)/libcore.a $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -79,7 +83,7 @@ $(BUILD)/tests/test_ring%: $(BUILD)/tests/test_ring%.o $(BUILD)/libshm.a
 $(BUILD)/tests/bench_ring%: $(BUILD)/tests/bench_ring%.o $(BUILD)/libshm.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libcore.a $(BUILD)/libshm.a
-	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(CHECKLIBS)
+	$(CC) $(LDFLAGS) $(EXPORTS) -o $@ $^ $(LIBS) $(PY_LIBS) $(CHECKLIBS)
 
 $(EXAMPLE_SO): $(EXAMPLE_SRC) include/wsjob.h
 	@mkdir -p $(dir $@)
@@ -111,7 +115,7 @@ FUZZERS  := $(FUZZ_SRC:tests/%.c=build-fuzz/%)
 build-fuzz/%: tests/%.c $(CORE_SRC) $(SHM_SRC)
 	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Ishm -Isrc \
-	  -fsanitize=fuzzer,address,undefined -o $@ $< $(CORE_SRC) $(SHM_SRC) $(LIBS) -pthread
+	  -fsanitize=fuzzer,address,undefined $(PY_CFLAGS) -o $@ $< $(CORE_SRC) $(SHM_SRC) $(LIBS) $(PY_LIBS) -pthread
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \

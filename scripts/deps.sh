@@ -4,7 +4,7 @@
 # missing it does nothing (no apt-get update, no network).
 set -e
 PKGS="gcc make pkg-config libevent-dev libmbedtls-dev libjansson-dev libsystemd-dev
-libcurl4-openssl-dev check libsubunit-dev python3 python3-websockets openssl mandoc
+libcurl4-openssl-dev check libsubunit-dev python3 python3-dev python3-websockets openssl mandoc
 clang libclang-rt-14-dev prometheus valgrind systemd"
 
 missing=""

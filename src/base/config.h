@@ -4,7 +4,8 @@
  * --help.  Precedence, lowest first: built-in defaults, the config file
  * (-c FILE, wherever -c appears), the command line.  A scalar given on the
  * command line overrides the file's; a repeatable option (listen,
- * tls-listen, handlers, stats-allow, allow-origin, fetch-allow) given on the
+ * tls-listen, handlers, python, python-path, exec, stats-allow, allow-origin,
+ * fetch-allow) given on the
  * command line replaces the file's whole list, and any occurrence in the
  * file replaces the built-in default list.
  *
@@ -66,6 +67,9 @@ struct config {
     unsigned backlog;                   /* 1..65535 */
     unsigned handshake_timeout_ms;      /* 100..3600000 */
     struct config_strs  handlers;       /* readable files */
+    struct config_strs  python;         /* TYPE=MODULE:FUNCTION[,io], syntax checked */
+    struct config_strs  python_path;    /* directories */
+    struct config_strs  exec;           /* TYPE=PATH[,io][,lines], PATH executable */
     struct config_cidrs stats_allow;    /* default 127.0.0.0/8, ::1/128 */
     char *auth_token;                   /* NULL: no token needed */
     struct config_strs  allow_origin;   /* empty: any Origin */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config_parts.h"
@@ -77,6 +78,88 @@ static int check_origin(const char *v, char *why, size_t whylen)
     return -1;
 }
 
+static int check_dir(const char *v, char *why, size_t whylen)
+{
+    struct stat st;
+    if (stat(v, &st) < 0) {
+        snprintf(why, whylen, "%s: %s", v, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode))
+        return 0;
+    snprintf(why, whylen, "%s: not a directory", v);
+    return -1;
+}
+
+/* TYPE=REST: the job type's name, as the registry will demand it, so a
+ * typo stops start-up with the option's line rather than later. */
+static const char *type_prefix(const char *v, char *why, size_t whylen)
+{
+    const char *eq = strchr(v, '=');
+    size_t n = eq ? (size_t)(eq - v) : 0;
+    if (!eq || n == 0 || n > 32 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n) {
+        snprintf(why, whylen, "expected TYPE=..., TYPE being 1 to 32 of a-z 0-9 _ -, got '%s'", v);
+        return NULL;
+    }
+    return eq + 1;
+}
+
+/* Trailing ",flag" words: only those in `allowed` (space-separated). */
+static int check_flags(const char *flags, const char *allowed, char *why, size_t whylen)
+{
+    while (flags && *flags == ',') {
+        flags++;
+        size_t n = strcspn(flags, ",");
+        const char *a = allowed;
+        int ok = 0;
+        while (*a && !ok) {
+            size_t m = strcspn(a, " ");
+            ok = m == n && n > 0 && strncmp(a, flags, n) == 0;
+            a += m + (a[m] == ' ');
+        }
+        if (!ok) {
+            snprintf(why, whylen, "unknown flag '%.*s' (allowed: %s)", (int)n, flags, allowed);
+            return -1;
+        }
+        flags += n;
+    }
+    return 0;
+}
+
+static int check_python(const char *v, char *why, size_t whylen)
+{
+    const char *spec = type_prefix(v, why, whylen);
+    if (!spec)
+        return -1;
+    const char *colon = strchr(spec, ':');
+    const char *comma = strchr(spec, ',');
+    if (!colon || colon == spec || (comma && comma < colon) || colon[1] == 0 || colon[1] == ',') {
+        snprintf(why, whylen, "expected TYPE=MODULE:FUNCTION[,io], got '%s'", v);
+        return -1;
+    }
+    return check_flags(comma, "io", why, whylen);
+}
+
+static int check_exec(const char *v, char *why, size_t whylen)
+{
+    const char *spec = type_prefix(v, why, whylen);
+    if (!spec)
+        return -1;
+    size_t n = strcspn(spec, ",");
+    char path[4096];
+    if (n == 0 || n >= sizeof path) {
+        snprintf(why, whylen, "expected TYPE=PATH[,io][,lines], got '%s'", v);
+        return -1;
+    }
+    memcpy(path, spec, n);
+    path[n] = 0;
+    if (access(path, X_OK) < 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    return check_flags(spec + n, "io lines", why, whylen);
+}
+
 
 #define KIB 1024ull
 #define FIELD(f) offsetof(struct config, f)
@@ -137,6 +220,14 @@ const struct opt_def cfg_options[] = {
       "close a connection that has not completed its\nHTTP request and upgrade by then" },
     { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },
+    { "python", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(python), 0, 0, check_python,
+      {NULL}, "TYPE=MODULE:FUNCTION[,io]", "a job type run by a Python function,\n"
+      "repeatable; io: on the I/O worker's threads" },
+    { "python-path", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(python_path), 0, 0, check_dir,
+      {NULL}, "DIR", "put DIR first on the handlers' sys.path,\nrepeatable" },
+    { "exec", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(exec), 0, 0, check_exec,
+      {NULL}, "TYPE=PATH[,io][,lines]", "a job type run by an executable: input on\n"
+      "stdin, output from stdout, repeatable" },
     { "stats-allow", 0, K_CIDRS, F_REPEAT, FIELD(stats_allow), 0, 0, NULL,
       {"127.0.0.0/8", "::1/128"}, "CIDR",
       "who may read /stats and /metrics, repeatable;\n"

@@ -20,7 +20,9 @@
 #include "front/listener.h"
 #include "front/stats.h"
 #include "front/tls_conn.h"
+#include "handlers/exec_types.h"
 #include "handlers/handler_registry.h"
+#include "handlers/python_types.h"
 #include "pipeline/dispatch.h"
 #include "pipeline/pipeline.h"
 #include "pipeline/supervisor.h"
@@ -226,6 +228,14 @@ static int start(void)
     struct config *c = front.cfg;
     if (registry_load(c->handlers.v, c->handlers.n, err, sizeof err) < 0) {
         fprintf(stderr, "wsjobd: --handlers: %s\n", err);
+        return 2;
+    }
+    /* Python modules are imported in a child, never in the front. */
+    if (python_types_register(c->python.v, c->python.n, c->python_path.v, c->python_path.n,
+                              err, sizeof err) < 0 ||
+        exec_types_register(c->exec.v, c->exec.n, c->cancel_grace_ms, err, sizeof err) < 0 ||
+        python_check(c->user, err, sizeof err) < 0) {
+        fprintf(stderr, "wsjobd: %s\n", err);
         return 2;
     }
     if ((c->tls_listen.n || c->tls_cert) && tls_server_load(c->tls_cert, c->tls_key, err, sizeof err) < 0) {

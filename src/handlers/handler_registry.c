@@ -21,7 +21,7 @@ static int valid_name(const char *s)
     return n >= 1 && n <= 32;
 }
 
-static int add(const struct wsjob_handler *h, const char *origin, char *err, size_t errlen)
+int registry_add(const struct wsjob_handler *h, const char *origin, char *err, size_t errlen)
 {
     if (!h->name || !valid_name(h->name) || !h->run || (h->cls != WSJOB_CPU && h->cls != WSJOB_IO)) {
         snprintf(err, errlen, "%s: invalid handler entry '%s'", origin, h->name ? h->name : "(null)");
@@ -59,7 +59,7 @@ static int load_plugin(const char *path, char *err, size_t errlen)
         return -1;
     }
     for (; hs->name; hs++)
-        if (add(hs, path, err, errlen) < 0)
+        if (registry_add(hs, path, err, errlen) < 0)
             return -1;
     return 0;   /* the object stays loaded for the life of the process */
 }
@@ -68,7 +68,7 @@ int registry_load(char *const *paths, size_t npaths, char *err, size_t errlen)
 {
     count = 0;
     for (const struct wsjob_handler *h = handlers_builtin(); h->name; h++)
-        if (add(h, "built-in", err, errlen) < 0)
+        if (registry_add(h, "built-in", err, errlen) < 0)
             return -1;
     for (size_t i = 0; i < npaths; i++)
         if (load_plugin(paths[i], err, errlen) < 0)

@@ -186,6 +186,11 @@ const char *wsjob_option(wsjob_ctx *ctx, const char *name, unsigned index)
     return option_source ? option_source(name, index) : NULL;
 }
 
+int job_ctx_type(const wsjob_ctx *ctx) { return ctx->job->type; }
+uint64_t job_ctx_handle(const wsjob_ctx *ctx) { return ctx->handle; }
+struct job_desc *job_ctx_job(const wsjob_ctx *ctx) { return ctx->job; }
+int job_ctx_failed(const wsjob_ctx *ctx) { return ctx->err != JE_NONE; }
+
 /* ---- running one job -------------------------------------------------- */
 
 static void post_error(wsjob_ctx *ctx, enum job_error code, const char *msg)

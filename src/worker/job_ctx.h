@@ -18,6 +18,15 @@ void job_ctx_set_option_source(job_option_fn fn);
 void job_run(struct pipeline *p, uint16_t wid, uint64_t handle,
              const struct wsjob_handler *h);
 
+/* What the runners built into wsjobd (Python, executables) need beyond
+ * the public API: the job's registry type, its handle, its descriptor (for
+ * the cancel word and the deadline), and whether an error was recorded
+ * through wsjob_fail(). */
+int job_ctx_type(const wsjob_ctx *ctx);
+uint64_t job_ctx_handle(const wsjob_ctx *ctx);
+struct job_desc *job_ctx_job(const wsjob_ctx *ctx);
+int job_ctx_failed(const wsjob_ctx *ctx);
+
 /* Posts a reply record whose payload (len bytes) is copied inline or into
  * the worker's output ring.  0, or -1 when the payload cannot be placed
  * (over the output ring's limit). */

@@ -22,6 +22,7 @@
 
 #include "base/log.h"
 #include "handlers/handler_registry.h"
+#include "handlers/python_types.h"
 #include "worker/job_ctx.h"
 
 #define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
@@ -206,6 +207,9 @@ _Noreturn void cpu_worker_main(struct pipeline *p, uint16_t wid, const struct wo
     snprintf(role, sizeof role, "cpu-worker %u", wid);
     log_set_role(role);
     listen_for_stop_requests(&pipeline_worker(p, wid)->claim);
+    /* Before announcing: the daemon is ready only once the modules are in. */
+    if (python_worker_start(0) < 0)
+        _exit(WORKER_EXIT_START);
     announce(p, wid);
     struct loop_args a = { .p = p, .wid = wid, .first_wid = wid, .nwids = 1,
                            .cls = CLASS_CPU, .lim = lim };
@@ -225,6 +229,8 @@ _Noreturn void io_worker_main(struct pipeline *p, uint16_t first_wid, uint16_t n
                               const struct worker_limits *lim)
 {
     log_set_role("io-worker");
+    if (python_worker_start(1) < 0)
+        _exit(WORKER_EXIT_START);
     struct loop_args *ts = calloc(nthreads, sizeof *ts);
     pthread_t *tids = calloc(nthreads, sizeof *tids);
     if (!ts || !tids) {

@@ -14,6 +14,10 @@
  * sent with sigqueue, the job's handle as its value (see stop_request). */
 #define WORKER_STOP_SIGNAL SIGUSR2
 
+/* Exit status of a worker that could not start its job types (a Python
+ * module that no longer imports): logged, and respawned with backoff. */
+#define WORKER_EXIT_START 3
+
 struct worker_limits {
     uint64_t max_jobs;     /* exit after this many jobs (0: never) */
     uint64_t max_rss;      /* exit when resident bytes pass this after a job (0: never) */

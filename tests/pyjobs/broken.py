@@ -1,0 +1,4 @@
+"""A module that fails to import (tests/test_python.py)."""
+import json
+
+raise RuntimeError("broken on purpose")

@@ -233,6 +233,24 @@ class Client(unittest.TestCase):
                                 f"command {cmd} has no subsection in wsjob.1")
 
 
+def python_api_names():
+    """Names the wsjob module and its Job object define (python_module.c)."""
+    code = source("src/handlers/python_module.c")
+    names = re.findall(r'^\s*\{ "([a-z_]+)", ', code, re.M)
+    names += re.findall(r'add_exception\(m, "([A-Za-z]+)"', code)
+    if len(names) < 6:
+        raise AssertionError("too few names found in src/handlers/python_module.c")
+    return sorted(set(names))
+
+
+class PythonApi(unittest.TestCase):
+    def test_every_name_of_the_wsjob_module_is_in_wsjob_python_3(self):
+        text = page("wsjob-python.3")
+        for name in python_api_names():
+            with self.subTest(name=name):
+                self.assertRegex(text, r"\b%s\b" % name, f"{name} is not in wsjob-python.3")
+
+
 class HandlerApi(unittest.TestCase):
     def test_every_function_is_in_wsjob_handler_3(self):
         text = page("wsjob-handler.3")

@@ -17,6 +17,12 @@
 #   sha256   /jobs JSON, {"data":"x","rounds":SHA_ROUNDS}, 8 x 8 in flight,
 #            with N = 2 and N = 1 workers (fork: the whole server pinned to
 #            2 CPUs, then to 1 with taskset)
+#   py       wsjobd and fastapi only: the same Python function (seed 000's
+#            loop(), src/handlers/examples/cpu_loop.py), {"n":7,"k":K} for
+#            each K in PY_KS, at 8 x 1 and 50 x 16 with N = 2, and 50 x 16
+#            with N = 1; wsjobd runs it as --python pymodsum=cpu_loop:modsum,
+#            FastAPI in its ProcessPoolExecutor.  A ping bench on another
+#            connection runs beside the largest K at 50 x 16.
 #
 # Installs what it needs and is missing: the Debian packages python3-fastapi,
 # python3-uvicorn, python3-websockets, python3-uvloop, python3-httptools
@@ -34,6 +40,7 @@
 #   COMPARE_SERVERS="wsjobd fastapi node fork"
 #   COMPARE_SECONDS=8 COMPARE_SHA_SECONDS=5 COMPARE_SHA_ROUNDS=2000
 #   COMPARE_IDLE_CONNS=10000 COMPARE_PASSES=2
+#   COMPARE_PY_SECONDS=5 COMPARE_PY_KS="1000 20000"
 set -u
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,6 +55,8 @@ SHA_SECS=${COMPARE_SHA_SECONDS:-5}
 SHA_ROUNDS=${COMPARE_SHA_ROUNDS:-2000}
 IDLE_CONNS=${COMPARE_IDLE_CONNS:-10000}
 PASSES=${COMPARE_PASSES:-2}
+PY_SECS=${COMPARE_PY_SECONDS:-5}
+PY_KS=${COMPARE_PY_KS:-1000 20000}
 IDLE_HOLD=4                  # seconds the idle connections stay up after connecting
 START_LIMIT=20               # seconds a server may take to answer its first job
 PY=/usr/bin/python3          # Debian's python3-* packages belong to this one
@@ -151,7 +160,8 @@ start() {
     case $server in
     wsjobd)
         "$WSJOBD" --listen 127.0.0.1:0 --max-connections $((IDLE_CONNS + 100)) \
-            --cpu-workers "$n" </dev/null >/dev/null 2>"$log" &
+            --cpu-workers "$n" --python-path "$ROOT/src/handlers/examples" \
+            --python pymodsum=cpu_loop:modsum </dev/null >/dev/null 2>"$log" &
         SPID=$!
         port=$(wait_port "$log" '.*ready.*port \([0-9]*\).*') ;;
     fastapi)
@@ -297,6 +307,34 @@ need_server() {
     esac
 }
 
+py_expect() { "$PY" -c 'import sys; print(sum((i * 7) % 97 for i in range(int(sys.argv[1]))))' "$1"; }
+
+# pyloop SERVER WORKERS SHAPES: the Python function at each K and shape
+# ("8x1" or "50x16"); a ping bench beside the last K's 50x16.
+pyloop() {
+    local server=$1 n=$2 shapes=$3 k shape last ppid pout
+    case $server in wsjobd|fastapi) ;; *) return ;; esac
+    last=${PY_KS##* }
+    for k in $PY_KS; do
+        for shape in $shapes; do
+            ppid=""
+            if [ "$k" = "$last" ] && [ "$shape" = 50x16 ]; then
+                pout=$work/ping.out
+                "$WSJOB" --url "$URL" bench --ping -d "$PY_SECS" >"$pout" 2>/dev/null &
+                ppid=$!
+                pids="$pids $ppid"
+            fi
+            throughput "$server" "py k$k $shape ${n}w" "$n" --type pymodsum \
+                --input "{\"n\":7,\"k\":$k}" --expect "$(py_expect "$k")" \
+                -c "${shape%x*}" -p "${shape#*x}" -d "$PY_SECS" --warmup 1
+            [ -n "$ppid" ] || continue
+            wait "$ppid"
+            forget "$ppid"
+            emit "\"server\":\"$server\",\"case\":\"ping during py k$k 50x16\",\"p50_us\":$(field p50_us <"$pout"),\"p99_us\":$(field p99_us <"$pout")"
+        done
+    done
+}
+
 # run_server SERVER PASS: the idle case in the first pass only.
 run_server() {
     local s=$1 pass=$2
@@ -305,10 +343,12 @@ run_server() {
     throughput "$s" "echo 64B 50x16" 2 --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
     throughput "$s" "sha256 r$SHA_ROUNDS 2w" 2 --type sha256 --input "$SHA_INPUT" \
         --expect "$EXPECT" -c 8 -p 8 -d "$SHA_SECS" --warmup 1
+    pyloop "$s" 2 "8x1 50x16"
     stop
     start "$s" 1 || { failed=1; stop; return; }
     throughput "$s" "sha256 r$SHA_ROUNDS 1w" 1 --type sha256 --input "$SHA_INPUT" \
         --expect "$EXPECT" -c 8 -p 8 -d "$SHA_SECS" --warmup 1
+    pyloop "$s" 1 "50x16"
     stop
 }
 
@@ -339,6 +379,27 @@ table() {
     echo "Throughput: mean of $PASSES passes (servers in one order, then the reverse)."
     echo "fork: N = CPUs the server may use (taskset); RSS main is its parent alone."
     echo "+kernel: kernel stacks and page tables (per process, not per socket), system-wide."
+    py_table
+}
+
+py_table() {
+    local s k c
+    echo
+    echo "The same Python function (seed 000's loop), jobs/s (p50 / p99 us):"
+    for s in wsjobd fastapi; do
+        case " $SERVERS " in *" $s "*) ;; *) continue ;; esac
+        for k in $PY_KS; do
+            printf '%-8s k=%-6s' "$s" "$k"
+            for c in "8x1 2w" "50x16 2w" "50x16 1w"; do
+                printf ' | %s %s (%s / %s)' "$c" "$(cell "$s" "py k$k $c" jobs_per_s)" \
+                    "$(cell "$s" "py k$k $c" p50_us)" "$(cell "$s" "py k$k $c" p99_us)"
+            done
+            echo
+        done
+        printf '%-8s ping p50 / p99 us while k=%s 50x16 runs: %s / %s\n' "$s" "${PY_KS##* }" \
+            "$(cell "$s" "ping during py k${PY_KS##* } 50x16" p50_us)" \
+            "$(cell "$s" "ping during py k${PY_KS##* } 50x16" p99_us)"
+    done
 }
 
 loadavg() { cut -d' ' -f1 /proc/loadavg; }

@@ -12,7 +12,9 @@ the subset of wsjobd's protocols that `wsjob bench` uses:
              with its opcode, in order.  Echo is done on the event loop: a
              process hop per 64-byte message would only make it slower.
   /jobs      the JSON job protocol (SPEC §5), op "submit" only, job types
-             sha256 (SPEC §7) and echo; the reply is
+             sha256 (SPEC §7), echo, and pymodsum ({"n":N,"k":K}: loop() of
+             src/handlers/examples/cpu_loop.py, the very function wsjobd's
+             Python handler runs in the comparison); the reply is
              {"id":..,"event":"done","output":..} or an "error" event.
 
     /usr/bin/python3 fastapi_server.py --workers N [--port P]
@@ -23,9 +25,14 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import socket
 import sys
 from concurrent.futures import ProcessPoolExecutor
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "src", "handlers", "examples"))
+import cpu_loop  # noqa: E402  (seed 000's loop, shared with the wsjobd handler)
 
 import uvicorn
 from fastapi import FastAPI, WebSocket
@@ -44,6 +51,12 @@ def sha256_chain(data, rounds):
     for _ in range(rounds - 1):
         h = hashlib.sha256(h.encode()).hexdigest()
     return h
+
+
+def pymodsum_args(inp):
+    if not isinstance(inp, dict) or type(inp.get("n")) is not int or type(inp.get("k")) is not int:
+        raise BadRequest("input must be {\"n\":N,\"k\":K}")
+    return inp["n"], inp["k"]
 
 
 def noop():
@@ -102,6 +115,9 @@ async def run_job(ws, send_lock, job_id, kind, inp):
         if kind == "sha256":
             data, rounds = sha256_args(inp)
             out = await loop.run_in_executor(pool, sha256_chain, data, rounds)
+        elif kind == "pymodsum":
+            n, k = pymodsum_args(inp)
+            out = str(await loop.run_in_executor(pool, cpu_loop.loop, n, k))
         else:   # echo: a string input is its bytes, anything else its JSON text
             out = inp if isinstance(inp, str) else json.dumps(inp, separators=(",", ":"))
         reply = {"id": job_id, "event": "done", "output": out}
@@ -147,7 +163,7 @@ async def jobs(ws: WebSocket):
                     await ws.send_text(bad_request(job_id, "only op submit with an id"))
                 continue
             kind = msg.get("type")
-            if kind not in ("sha256", "echo"):
+            if kind not in ("sha256", "echo", "pymodsum"):
                 async with send_lock:
                     await ws.send_text(json.dumps({"id": job_id, "event": "error",
                                                    "code": "unknown_type",

@@ -4,10 +4,10 @@
  * --help.  Precedence, lowest first: built-in defaults, the config file
  * (-c FILE, wherever -c appears), the command line.  A scalar given on the
  * command line overrides the file's; a repeatable option (listen,
- * tls-listen, handlers, python, python-path, exec, stats-allow, allow-origin,
- * fetch-allow) given on the
- * command line replaces the file's whole list, and any occurrence in the
- * file replaces the built-in default list.
+ * tls-listen, handlers, python, python-path, exec, stats-allow,
+ * allow-origin, fetch-allow) given on the command line replaces the file's
+ * whole list, and any occurrence in the file replaces the built-in default
+ * list.
  *
  * Config file: `key = value` per line, key being the long option without
  * `--`; blank lines and lines whose first non-blank character is `#` are

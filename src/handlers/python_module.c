@@ -66,7 +66,7 @@ static PyObject *job_emit(JobObject *self, PyObject *chunk)
         PyErr_SetString(PyExc_ValueError, "chunk larger than the daemon's max-message");
         return NULL;
     }
-    return py_raise_cancelled(py_slot_self());
+    return py_raise_cancelled(py_slot_peek());
 }
 
 static PyObject *job_progress(JobObject *self, PyObject *args)
@@ -174,7 +174,7 @@ static PyObject *mod_sleep(PyObject *mod, PyObject *arg)
         PyErr_SetString(PyExc_ValueError, "sleep length must be non-negative");
         return NULL;
     }
-    struct py_slot *s = py_slot_self();
+    struct py_slot *s = py_slot_peek();
     if (!s || !s->running || !s->ctx)
         return PyObject_CallOneArg(real_sleep, arg);
     wsjob_ctx *ctx = s->ctx;

@@ -83,6 +83,9 @@ struct py_slot {
  * thread that started the interpreter gets the main thread state.  NULL
  * when out of memory. */
 struct py_slot *py_slot_self(void);
+/* This thread's slot if it has one (a job thread), else NULL: a thread the
+ * handler started itself gets none. */
+struct py_slot *py_slot_peek(void);
 /* Called by the thread that ran py_init, holding the GIL, before it
  * releases it for good. */
 int py_slot_adopt_main(void);

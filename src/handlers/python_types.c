@@ -176,6 +176,9 @@ static int start_interpreter(char *msg, size_t len)
     /* Our signals stay ours: SIGINT, SIGTERM and the stop request. */
     cfg.install_signal_handlers = 0;
     cfg.parse_argv = 0;
+    /* A worker ends with _exit (recycling, the grace kill): what a handler
+     * prints must not wait in a buffer for a flush that never comes. */
+    cfg.buffered_stdio = 0;
     PyStatus st = Py_InitializeFromConfig(&cfg);
     PyConfig_Clear(&cfg);
     if (PyStatus_Exception(st)) {

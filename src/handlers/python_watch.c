@@ -68,6 +68,8 @@ int py_slot_adopt_main(void)
     return self_slot ? 0 : -1;
 }
 
+struct py_slot *py_slot_peek(void) { return self_slot; }
+
 struct py_slot *py_slot_self(void)
 {
     if (self_slot)

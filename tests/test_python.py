@@ -114,6 +114,26 @@ class Outputs(unittest.TestCase):
             self.assertEqual(final["event"], "done")
             self.assertNotIn("output", final)
 
+    def test_yield_waits_while_the_client_does_not_read(self):
+        with Daemon(*py_args("flood=testjobs:flood"), "--stream-window", "256k") as d:
+            mark = os.path.join(tempfile.mkdtemp(), "count")
+
+            async def go():
+                ws = await jobs_conn(d, max_queue=1)
+                await ws.send(submit_msg("f", "flood", "%s 2000" % mark))
+                await asyncio.sleep(1.5)
+                with open(mark) as f:
+                    produced = int(f.read())
+                await ws.send(json.dumps({"op": "cancel", "id": "f"}))
+                _, finals = await collect(ws, ["f"])
+                await ws.close()
+                return produced, finals["f"]
+            produced, final = run(go())
+            # 2000 chunks of 64 KiB take well under a second unchecked; the
+            # window and the socket buffers hold a few MiB.
+            self.assertLess(produced, 500)
+            self.assertEqual(final["code"], "cancelled")
+
     def test_exceptions_arrive_with_type_and_message(self):
         args = py_args("boom=testjobs:boom", "bad=testjobs:bad", "wrong=testjobs:wrong_type",
                        "boomio=testjobs:boom,io")

@@ -67,3 +67,12 @@ def grow(data, job):
     for i in range(0, len(kept), 4096):
         kept[i] = 1
     return str(os.getpid())
+
+
+def flood(data, job):
+    path, n = data.decode().split()
+    chunk = b"x" * 65536
+    for i in range(int(n)):
+        with open(path, "w") as f:
+            f.write(str(i))
+        yield chunk

@@ -79,10 +79,13 @@ static void begin_event(struct jout *j, const char *id, size_t idlen, const char
     jout_lit(j, "\"");
 }
 
-/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...". */
+/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...".
+ * Text heavy with control bytes escapes to six bytes per byte (\u00XX);
+ * past a third more than its length base64 is the smaller, and what the
+ * client has not read yet is memory the front holds. */
 static void put_output(struct jout *j, const uint8_t *data, size_t len)
 {
-    if (utf8_valid(data, len)) {
+    if (utf8_valid(data, len) && jout_str_size(data, len) <= jout_b64_size(len)) {
         jout_lit(j, ",\"output\":");
         jout_str(j, data, len);
     } else {

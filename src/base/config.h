@@ -65,6 +65,8 @@ struct config {
     unsigned shutdown_timeout_ms;       /* 0..86400000 */
     unsigned backlog;                   /* 1..65535 */
     unsigned handshake_timeout_ms;      /* 100..3600000 */
+    size_t   memory_budget;             /* 0 (off) or 1M..1T: client buffers
+                                           of the front in all */
     struct config_strs  handlers;       /* readable files */
     struct config_cidrs stats_allow;    /* default 127.0.0.0/8, ::1/128 */
     char *auth_token;                   /* NULL: no token needed */

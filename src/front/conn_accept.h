@@ -17,4 +17,7 @@ void conn_close_all(struct front *f, uint16_t code, const char *reason);
 /* Tell routes waiting for job capacity that some came back. */
 void conn_room(struct front *f);
 
+/* The memory budget may have changed (a reload): re-judge it. */
+void conn_budget_changed(struct front *f);
+
 #endif

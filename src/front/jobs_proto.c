@@ -309,6 +309,12 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
         send_error_c(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
         return;
     }
+    /* Its output would add to what the front already holds past its
+     * budget; refused before the input is even decoded. */
+    if (conn_budget_refuse(jc->c)) {
+        send_error_c(jc, id, idlen, JE_BUSY, "server memory budget reached");
+        return;
+    }
     const uint8_t *in;
     size_t len;
     uint8_t *owned;

@@ -448,7 +448,9 @@ class SharedMemoryBudget(unittest.TestCase):
             self.assertEqual(mem["reached"], 1)
             self.assertGreater(mem["paused_total"], 0)
             self.assertLess(mem["paused_connections"], clients + 1)
-            limit = (200 << 20) + (256 << 20 if SLOW else 0)   # ASan's quarantine
+            # AddressSanitizer keeps 256 MiB of freed blocks in quarantine and
+            # an eighth more as shadow memory.
+            limit = (200 << 20) + (320 << 20 if SLOW else 0)
             self.assertLessEqual(peak, limit)
             # Once the clients are gone the count is back to nothing but the
             # request for /stats itself.

@@ -326,14 +326,14 @@ async def read_ws_message(r):
             return payload
 
 
-async def open_jobs(port, rcvbuf=None):
+async def open_ws(port, path=b"/jobs", rcvbuf=None):
     s = socket.socket()
     if rcvbuf:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.setblocking(False)
     await asyncio.get_running_loop().sock_connect(s, ("127.0.0.1", port))
     r, w = await asyncio.open_connection(sock=s)
-    w.write(UPGRADE % b"/jobs")
+    w.write(UPGRADE % path)
     head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 101"), head
     return r, w
@@ -345,7 +345,7 @@ async def submit_without_reading(port, name, job, count, seconds, rcvbuf=None):
     `seconds` pass.  rcvbuf shrinks the socket's receive buffer, so less of
     what the server sends hides in the kernel.  Returns (reader, writer, ids
     submitted)."""
-    r, w = await open_jobs(port, rcvbuf)
+    r, w = await open_ws(port, rcvbuf=rcvbuf)
     prefix = b'{"op":"submit","type":"echo","input_b64":"' + base64.b64encode(job) + b'","id":"'
     ids = []
     t_end = time.monotonic() + seconds
@@ -402,8 +402,11 @@ class SharedMemoryBudget(unittest.TestCase):
             async def go():
                 stop = asyncio.Event()
                 sampler = asyncio.create_task(sample(stop))
+                # Small receive buffers: what the clients do not read stays
+                # in the front rather than in the kernel, however fast the
+                # machine runs the scenario.
                 floods = await asyncio.gather(*[
-                    submit_without_reading(d.port, "c%02d" % k, job, per_client, 15)
+                    submit_without_reading(d.port, "c%02d" % k, job, per_client, 15, rcvbuf=65536)
                     for k in range(clients)])
                 await asyncio.sleep(2)   # jobs in flight finish into the buffers
                 st = d.stats()
@@ -499,26 +502,21 @@ class SharedMemoryBudget(unittest.TestCase):
             Serving.check(self, d)
 
     def test_raw_mode_stops_reading_past_the_budget_and_loses_nothing(self):
-        n, msg = 16, 600 << 10
+        n, msg = 24, 600 << 10
         with Daemon("--memory-budget", "3M") as d:
             async def go():
-                r, w = await asyncio.open_connection("127.0.0.1", d.port)
-                w.write(UPGRADE % b"/run/echo")
-                head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
-                self.assertTrue(head.startswith(b"HTTP/1.1 101"), head)
+                # A small receive buffer: what it sends back stays in the
+                # front, not in the kernel.
+                r, w = await open_ws(d.port, b"/run/echo", rcvbuf=65536)
                 payloads = [bytes([65 + i]) * msg for i in range(n)]
                 for p in payloads:   # backpressure, not refusal: all are taken in time
                     w.write(zero_masked_frame(2, p))
-                t_end = time.monotonic() + 3
-                used_max = 0
-                while time.monotonic() < t_end:
-                    mem = d.stats()["memory"]
-                    used_max = max(used_max, mem["used"])
-                    await asyncio.sleep(0.05)
-                self.assertEqual(mem["reached"], 1, mem)
-                # Past the budget by at most what was in flight when it was
-                # reached (each in-flight job's output, one message held back).
-                self.assertLess(used_max, (3 << 20) + 8 * msg)
+                await asyncio.sleep(3)
+                st = d.stats()
+                self.assertEqual(st["memory"]["reached"], 1, st["memory"])
+                # Past it nothing more is admitted: the rest waits unread
+                # (the jobs in flight when it was reached still add output).
+                self.assertLess(st["jobs"]["submitted_total"], n, st["jobs"])
                 got = [await asyncio.wait_for(read_ws_message(r), 30) for _ in payloads]
                 self.assertEqual([g[:1] for g in got], [p[:1] for p in payloads])
                 self.assertEqual(got, payloads)

@@ -183,6 +183,32 @@ START_TEST(cpu_workers_auto_is_the_usable_cpus)
 }
 END_TEST
 
+START_TEST(memory_budget_auto_and_its_floor)
+{
+    /* auto: a share of memory within 16M..64M, at least four messages. */
+    ck_assert_int_eq(PARSE(&c, "--log-level", "info"), CONFIG_OK);
+    ck_assert_uint_ge(c.memory_budget, (size_t)16 << 20);
+    ck_assert_uint_le(c.memory_budget, (size_t)64 << 20);
+    ck_assert_str_eq(config_values(&c, "memory-budget", 0), "auto");
+    config_free(&c);
+    ck_assert_int_eq(PARSE(&c, "--max-message", "64M"), CONFIG_OK);
+    ck_assert_uint_eq(c.memory_budget, (size_t)256 << 20);
+    config_free(&c);
+    ck_assert_int_eq(PARSE(&c, "--memory-budget", "0"), CONFIG_OK);
+    ck_assert_uint_eq(c.memory_budget, 0);
+    config_free(&c);
+    ck_assert_int_eq(PARSE(&c, "--memory-budget", "3M"), CONFIG_OK);
+    ck_assert_uint_eq(c.memory_budget, (size_t)3 << 20);
+    config_free(&c);
+    /* A budget one message fills would refuse that very message. */
+    ck_assert_int_eq(PARSE(&c, "--memory-budget", "1M"), CONFIG_ERR);
+    ck_assert_str_eq(err, "wsjobd: --memory-budget: must be 0 (off) or at least twice "
+                          "max-message (2097152 bytes)");
+    ck_assert_int_eq(PARSE(&c, "--memory-budget", "lots"), CONFIG_ERR);
+    expect_prefix(err, "wsjobd: --memory-budget: expected auto or a size");
+}
+END_TEST
+
 START_TEST(config_values_gives_texts_and_defaults)
 {
     ck_assert_int_eq(PARSE(&c, "--fetch-allow", "a.example", "--fetch-allow=b.example:81"),
@@ -897,6 +923,7 @@ static Suite *config_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, defaults_match_the_spec);
     tcase_add_test(t, cpu_workers_auto_is_the_usable_cpus);
+    tcase_add_test(t, memory_budget_auto_and_its_floor);
     tcase_add_test(t, config_values_gives_texts_and_defaults);
     tcase_add_test(t, every_option_from_the_command_line);
     tcase_add_test(t, every_option_from_the_config_file);

@@ -1,6 +1,7 @@
 """Hostile and broken clients, and faults: the daemon keeps serving, loses
 no job, and answers each kind of garbage the documented way."""
 import asyncio
+import base64
 import http.server
 import json
 import os
@@ -303,15 +304,18 @@ class MemoryBudget(unittest.TestCase):
                 writers = await asyncio.gather(*[one() for _ in range(clients)])
                 await asyncio.sleep(1)
                 peak = front_rss(d) - rss0
-                ws = await jobs_conn(d)   # a well-behaved client is served meanwhile
-                t0 = time.monotonic()
+                ws = await jobs_conn(d)   # a well-behaved client is answered meanwhile:
+                t0 = time.monotonic()     # its job, or busy while the budget is reached
                 await ws.send(submit_msg("ok", "echo", "fine"))
                 _, finals = await collect(ws, ["ok"], timeout=10)
-                self.assertEqual(finals["ok"]["output"], "fine")
+                if finals["ok"]["event"] == "done":
+                    self.assertEqual(finals["ok"]["output"], "fine")
+                else:
+                    self.assertEqual(finals["ok"]["message"], "server memory budget reached")
                 self.assertLess(time.monotonic() - t0, 2)
                 await ws.close()
-                for w in writers:
-                    w.close()
+                for w in writers:   # gone at once, their unsent frames with them
+                    w.transport.abort()
                 return peak
             peak = run(flood(), timeout=120)
             budget = clients * (3 * msg + (4 << 20)) + (64 << 20)
@@ -320,7 +324,240 @@ class MemoryBudget(unittest.TestCase):
             print("front RSS growth %.1f MiB, budget %.0f MiB" % (peak / 2**20, budget / 2**20),
                   file=sys.stderr)
             self.assertLess(peak, budget)
+            # Clients that left while not being read give back what they held
+            # (the budget would answer busy else).
             time.sleep(1)
+            self.assertLess(d.stats()["memory"]["used"], 1024)
+            Serving.check(self, d)
+
+
+def zero_masked_frame(opcode, payload):
+    """A client frame masked with the key 0, so the payload goes as is: no
+    per-byte Python work for large messages."""
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x80 | opcode, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload
+
+
+async def read_ws_message(r):
+    """The next data message from the server, control frames skipped;
+    None once it sends a close frame."""
+    while True:
+        h = await r.readexactly(2)
+        n = h[1] & 0x7F
+        if n == 126:
+            n = struct.unpack(">H", await r.readexactly(2))[0]
+        elif n == 127:
+            n = struct.unpack(">Q", await r.readexactly(8))[0]
+        payload = await r.readexactly(n)
+        op = h[0] & 0x0F
+        if op == 8:
+            return None
+        if op in (1, 2):
+            return payload
+
+
+async def open_ws(port, path=b"/jobs", rcvbuf=None):
+    s = socket.socket()
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(s, ("127.0.0.1", port))
+    r, w = await asyncio.open_connection(sock=s)
+    w.write(UPGRADE % path)
+    head = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return r, w
+
+
+async def submit_without_reading(port, name, job, count, seconds, rcvbuf=None):
+    """Submits up to `count` echoes of `job` and reads nothing back, until the
+    server stops taking them (a write that does not drain in 3 s) or
+    `seconds` pass.  rcvbuf shrinks the socket's receive buffer, so less of
+    what the server sends hides in the kernel.  Returns (reader, writer, ids
+    submitted)."""
+    r, w = await open_ws(port, rcvbuf=rcvbuf)
+    prefix = b'{"op":"submit","type":"echo","input_b64":"' + base64.b64encode(job) + b'","id":"'
+    ids = []
+    t_end = time.monotonic() + seconds
+    while len(ids) < count and time.monotonic() < t_end:
+        ids.append("%s-%03d" % (name, len(ids)))
+        w.write(zero_masked_frame(1, prefix + ids[-1].encode() + b'"}'))
+        try:
+            await asyncio.wait_for(w.drain(), 3)
+        except asyncio.TimeoutError:
+            break
+    return r, w, ids
+
+
+async def read_finals(r, ids, timeout):
+    """Reads until every id has its final event; asserts none gets two.
+    Returns {id: final event}."""
+    want, finals = set(ids), {}
+    deadline = time.monotonic() + timeout
+    while want:
+        msg = await asyncio.wait_for(read_ws_message(r), max(0.1, deadline - time.monotonic()))
+        assert msg is not None, "closed before every final event"
+        ev = json.loads(msg)
+        if ev.get("event") not in ("done", "error"):
+            continue
+        assert ev.get("id") in want, "unexpected or second final event %r" % (ev.get("id"),)
+        want.discard(ev["id"])
+        finals[ev["id"]] = ev
+    return finals
+
+
+def output_bytes(ev):
+    if "output_b64" in ev:
+        return base64.b64decode(ev["output_b64"])
+    return ev.get("output", "").encode()
+
+
+class SharedMemoryBudget(unittest.TestCase):
+    def test_clients_that_never_read_share_one_budget(self):
+        # Each client alone stays near its own 4 MiB output mark; before the
+        # budget, nothing bounded the sum (and control bytes, escaped as
+        # \u00XX, took six bytes each).
+        clients, job = 48, b"\x01" * (640 << 10)
+        per_client = 12 if SLOW else 24
+        with Daemon() as d:
+            rss0 = front_rss(d)
+            peak = 0
+
+            async def sample(stop):
+                nonlocal peak
+                while not stop.is_set():
+                    peak = max(peak, front_rss(d) - rss0)
+                    await asyncio.sleep(0.05)
+
+            async def go():
+                stop = asyncio.Event()
+                sampler = asyncio.create_task(sample(stop))
+                # Small receive buffers: what the clients do not read stays
+                # in the front rather than in the kernel, however fast the
+                # machine runs the scenario.
+                floods = await asyncio.gather(*[
+                    submit_without_reading(d.port, "c%02d" % k, job, per_client, 15, rcvbuf=65536)
+                    for k in range(clients)])
+                await asyncio.sleep(2)   # jobs in flight finish into the buffers
+                st = d.stats()
+                # A quiet client is answered at once meanwhile: its job, or busy.
+                t0 = time.monotonic()
+                self.assertEqual(d.http("/healthz", timeout=2)[0], 200)
+                ws = await jobs_conn(d)
+                await ws.send(submit_msg("quiet", "echo", "fine"))
+                _, finals = await collect(ws, ["quiet"], timeout=2)
+                quiet = finals["quiet"]
+                quiet_s = time.monotonic() - t0
+                await ws.close()
+                stop.set()
+                await sampler
+                # Every job submitted gets exactly one final answer once its
+                # client reads.
+                answers = await asyncio.gather(*[read_finals(r, ids, 90) for r, _, ids in floods])
+                for _, w, _ in floods:
+                    w.close()
+                return st, quiet, quiet_s, answers, [ids for _, _, ids in floods]
+
+            st, quiet, quiet_s, answers, ids = run(go(), timeout=180)
+            mem = st["memory"]
+            submitted = sum(len(i) for i in ids)
+            done = sum(1 for a in answers for ev in a.values() if ev["event"] == "done")
+            busy = sum(1 for a in answers for ev in a.values() if ev.get("code") == "busy")
+            print("front RSS growth %.1f MiB; %d jobs submitted, %d done, %d busy; "
+                  "budget %.0f MiB, held at most %.1f MiB; quiet client answered %s in %.2f s"
+                  % (peak / 2**20, submitted, done, busy, mem["budget"] / 2**20,
+                     mem["used_max"] / 2**20, quiet.get("code", quiet["event"]), quiet_s),
+                  file=sys.stderr)
+            for a in answers:
+                for ev in a.values():
+                    if ev["event"] == "done":
+                        self.assertEqual(output_bytes(ev), job)
+                    else:
+                        self.assertEqual((ev["code"], ev["message"]),
+                                         ("busy", "server memory budget reached"))
+            self.assertEqual(done + busy, submitted)
+            self.assertLess(quiet_s, 2)
+            self.assertTrue(quiet["event"] == "done" or quiet["code"] == "busy", quiet)
+            self.assertEqual(mem["reached"], 1)
+            self.assertGreater(mem["paused_total"], 0)
+            self.assertLess(mem["paused_connections"], clients + 1)
+            # AddressSanitizer keeps 256 MiB of freed blocks in quarantine and
+            # an eighth more as shadow memory.
+            limit = (200 << 20) + (320 << 20 if SLOW else 0)
+            self.assertLessEqual(peak, limit)
+            # Once the clients are gone the count is back to nothing but the
+            # request for /stats itself.
+            deadline = time.monotonic() + 5
+            while d.stats()["memory"]["used"] > 1024 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            mem = d.stats()["memory"]
+            self.assertLess(mem["used"], 1024)
+            self.assertEqual((mem["reached"], mem["paused_connections"]), (0, 0))
+            Serving.check(self, d)
+
+    def test_past_a_small_budget_submits_get_busy_until_the_holders_read(self):
+        job = b"x" * (600 << 10)
+        with Daemon("--memory-budget", "3M") as d:
+            async def go():
+                r, w, ids = await submit_without_reading(d.port, "h", job, 30, 10, rcvbuf=65536)
+                deadline = time.monotonic() + 10
+                while not d.stats()["memory"]["reached"] and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                mem = d.stats()["memory"]
+                self.assertEqual(mem["reached"], 1, mem)
+                self.assertEqual(mem["paused_connections"], 1, mem)
+                ws = await jobs_conn(d)
+                await ws.send(submit_msg("q1", "echo", "small"))
+                _, finals = await collect(ws, ["q1"], timeout=2)
+                self.assertEqual(finals["q1"]["event"], "error")
+                self.assertEqual((finals["q1"]["code"], finals["q1"]["message"]),
+                                 ("busy", "server memory budget reached"))
+                self.assertGreaterEqual(d.stats()["memory"]["busy_total"], 1)
+                # The holder reads: every job it sent gets its one answer,
+                # and the budget has room again.
+                answers = await read_finals(r, ids, 30)
+                self.assertTrue(all(output_bytes(ev) == job for ev in answers.values()
+                                    if ev["event"] == "done"))
+                deadline = time.monotonic() + 5
+                while d.stats()["memory"]["reached"] and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                await ws.send(submit_msg("q2", "echo", "small"))
+                _, finals = await collect(ws, ["q2"], timeout=5)
+                self.assertEqual(finals["q2"].get("output"), "small", finals["q2"])
+                await ws.close()
+                w.close()
+                return answers
+            answers = run(go(), timeout=60)
+            self.assertGreater(sum(ev["event"] == "done" for ev in answers.values()), 0)
+            Serving.check(self, d)
+
+    def test_raw_mode_stops_reading_past_the_budget_and_loses_nothing(self):
+        n, msg = 24, 600 << 10
+        with Daemon("--memory-budget", "3M") as d:
+            async def go():
+                # A small receive buffer: what it sends back stays in the
+                # front, not in the kernel.
+                r, w = await open_ws(d.port, b"/run/echo", rcvbuf=65536)
+                payloads = [bytes([65 + i]) * msg for i in range(n)]
+                for p in payloads:   # backpressure, not refusal: all are taken in time
+                    w.write(zero_masked_frame(2, p))
+                await asyncio.sleep(3)
+                st = d.stats()
+                self.assertEqual(st["memory"]["reached"], 1, st["memory"])
+                # Past it nothing more is admitted: the rest waits unread
+                # (the jobs in flight when it was reached still add output).
+                self.assertLess(st["jobs"]["submitted_total"], n, st["jobs"])
+                got = [await asyncio.wait_for(read_ws_message(r), 30) for _ in payloads]
+                self.assertEqual([g[:1] for g in got], [p[:1] for p in payloads])
+                self.assertEqual(got, payloads)
+                w.close()
+            run(go(), timeout=60)
             Serving.check(self, d)
 
 

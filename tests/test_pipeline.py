@@ -1,5 +1,6 @@
 """The job pipeline end to end: real daemon, real WebSocket clients."""
 import asyncio
+import base64
 import ctypes
 import hashlib
 import json
@@ -60,6 +61,37 @@ class KnownAnswers(unittest.TestCase):
                 await ws.send(json.dumps({"op": "submit", "id": "bin", "type": "echo", "input_b64": "AP/+"}))
                 _, finals = await collect(ws, ["bin"])
                 self.assertEqual(finals["bin"].get("output_b64"), "AP/+")
+                await ws.close()
+            run(go())
+
+    def test_output_goes_as_the_smaller_of_an_escaped_string_and_base64(self):
+        # Control bytes escape to six bytes each (\u00XX); base64 takes 4/3.
+        cases = {
+            "ctl": ("\x01" * 3000, "b64"),
+            "mixed": ("line one\nline \"two\"\t \u00e9\n" * 50, "str"),
+            "bell": ("line one\nline \"two\"\t\x07 \u00e9\n" * 50, "b64"),   # 37 vs 36 per line
+            "text": ("plain text, \u2603 and all\n" * 100, "str"),
+            "edge": ("\x01" + "a" * 20, "str"),   # 28 bytes escaped, 30 in base64
+        }
+        with Daemon("--handlers", os.path.join(PLUGINS, "chunks.so")) as d:
+            async def go():
+                ws = await jobs_conn(d)
+                for i, (text, _) in cases.items():
+                    await ws.send(submit_msg(i, "echo", text))
+                    await ws.send(submit_msg(i + "-chunk", "chunk_echo", text))
+                got, finals = await collect(ws, [k + s for k in cases for s in ("", "-chunk")])
+                for i, (text, want) in cases.items():
+                    done = finals[i]
+                    chunk = [ev for ev in got[i + "-chunk"] if ev["event"] == "chunk"]
+                    self.assertEqual(finals[i + "-chunk"]["event"], "done")
+                    self.assertEqual(len(chunk), 1, got[i + "-chunk"])
+                    for ev in (done, chunk[0]):
+                        if want == "b64":
+                            self.assertNotIn("output", ev)
+                            self.assertEqual(base64.b64decode(ev["output_b64"]), text.encode())
+                        else:
+                            self.assertNotIn("output_b64", ev)
+                            self.assertEqual(ev["output"], text)
                 await ws.close()
             run(go())
 

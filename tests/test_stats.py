@@ -29,9 +29,14 @@ class Stats(unittest.TestCase):
     def test_shape_of_stats(self):
         with Daemon(cpu_workers=2, io_threads=3) as d:
             st = d.stats()
-            for key in ("version", "pid", "uptime_s", "connections", "loop", "queues", "workers",
-                        "workers_restarted_total", "jobs"):
+            for key in ("version", "pid", "uptime_s", "connections", "memory", "loop", "queues",
+                        "workers", "workers_restarted_total", "jobs"):
                 self.assertIn(key, st)
+            self.assertEqual(set(st["memory"]), {"budget", "used", "used_max", "reached",
+                                                 "paused_connections", "paused_total",
+                                                 "busy_total"})
+            self.assertEqual(st["memory"]["reached"], 0)
+            self.assertGreater(st["memory"]["used"], 0)   # this request, at least
             self.assertEqual(st["pid"], d.proc.pid)
             for q in ("cpu", "io", "reply"):
                 self.assertEqual(set(st["queues"][q]), {"depth", "capacity", "enqueued_total", "full_total"})
@@ -122,6 +127,8 @@ class Stats(unittest.TestCase):
             self.assertIn('wsjobd_jobs_done_total{type="echo"} 1', text)
             self.assertIn("wsjobd_loop_lag_seconds_bucket", text)
             self.assertIn("# TYPE wsjobd_job_run_seconds histogram", text)
+            self.assertRegex(text, r"(?m)^wsjobd_memory_budget_bytes [1-9]")
+            self.assertIn("# TYPE wsjobd_memory_busy_total counter", text)
             p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 

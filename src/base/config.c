@@ -236,6 +236,25 @@ static int check_tls(const struct config *c, char *err, size_t errlen)
     return CONFIG_OK;
 }
 
+/* A budget under two messages would answer busy to the very submit whose
+ * bytes filled it.  "auto" rises to four messages instead of failing: the
+ * operator asked for a sane value, not a particular one. */
+static int settle_memory_budget(struct config *c, char *err, size_t errlen)
+{
+    const struct opt_def *o = cfg_find_option("memory-budget", 13);
+    const char *text = config_values(c, "memory-budget", 0);
+    if (!c->memory_budget || c->memory_budget / 2 >= c->max_message)
+        return CONFIG_OK;
+    if (text && strcmp(text, "auto") == 0) {
+        c->memory_budget = 4 * c->max_message;
+        return CONFIG_OK;
+    }
+    char why[160];
+    snprintf(why, sizeof why, "must be 0 (off) or at least twice max-message (%zu bytes)",
+             2 * c->max_message);
+    return fail_entry(c, o, 0, err, errlen, why);
+}
+
 static int validate(const struct config *c, char *err, size_t errlen)
 {
     int rc = check_listeners(c, err, errlen);
@@ -332,6 +351,8 @@ static int apply_sources(struct config *c, int argc, char **argv,
     for (size_t i = 0; rc == CONFIG_OK && i < n; i++)
         if (args[i].o != CONFIG_OPTION)
             rc = cfg_store(c, args[i].o, args[i].v, SRC_ARGS, 0, err, errlen);
+    if (rc == CONFIG_OK)
+        rc = settle_memory_budget(c, err, errlen);
     if (rc == CONFIG_OK)
         rc = validate(c, err, errlen);
     free(args);

@@ -66,6 +66,8 @@ struct config {
     unsigned shutdown_timeout_ms;       /* 0..86400000 */
     unsigned backlog;                   /* 1..65535 */
     unsigned handshake_timeout_ms;      /* 100..3600000 */
+    size_t   memory_budget;             /* 0 (off) or 1M..1T: client buffers
+                                           of the front in all */
     struct config_strs  handlers;       /* readable files */
     struct config_strs  python;         /* TYPE=MODULE:FUNCTION[,io], syntax checked */
     struct config_strs  python_path;    /* directories */

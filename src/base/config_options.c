@@ -218,6 +218,13 @@ const struct opt_def cfg_options[] = {
     { "handshake-timeout", 0, K_UINT, 0, FIELD(handshake_timeout_ms), 100,
       HOUR_MS, NULL, {"10000"}, "MS",
       "close a connection that has not completed its\nHTTP request and upgrade by then" },
+    { "memory-budget", 0, K_MEMORY, F_OFF, FIELD(memory_budget), KIB * KIB,
+      KIB * KIB * KIB * KIB, NULL, {"auto"}, "SIZE",
+      "bytes the front may hold in client buffers in\n"
+      "all; past it the biggest holders are not read\n"
+      "and new submits get busy; auto: 1/8 of RAM (or\n"
+      "of the cgroup's limit), 16M to 64M, and at\n"
+      "least 4 x --max-message; 0: off" },
     { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },
     { "python", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(python), 0, 0, check_python,

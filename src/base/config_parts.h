@@ -16,6 +16,7 @@ enum kind {
     K_UINT,     /* unsigned, min..max */
     K_CORES,    /* K_UINT, or "auto" for the CPUs this process may run on */
     K_SIZE,     /* size_t with k/M/G suffixes, min..max */
+    K_MEMORY,   /* K_SIZE, or "auto" for a share of the memory we may use */
     K_STR,      /* char *, checked by opt_def.check */
     K_STRS,     /* struct config_strs, each checked by opt_def.check */
     K_ADDRS,    /* struct config_addrs */
@@ -45,7 +46,7 @@ struct opt_def {
     enum kind   kind;
     unsigned    flags;
     size_t      field;      /* offset of the typed field in struct config */
-    uint64_t    min, max;   /* K_UINT, K_CORES, K_SIZE */
+    uint64_t    min, max;   /* K_UINT, K_CORES, K_SIZE, K_MEMORY */
     check_fn   *check;      /* K_STR, K_STRS: NULL accepts any text */
     const char *def[3];     /* default values, NULL-terminated */
     const char *arg;        /* what --help calls the value */
@@ -76,6 +77,9 @@ struct config_priv {
 };
 
 const struct opt_def *cfg_find_option(const char *name, size_t len);
+
+/* "auto" for --memory-budget, before the check against --max-message. */
+uint64_t cfg_auto_memory_budget(void);
 
 /* Errors: each writes its message into err and returns CONFIG_ERR. */
 __attribute__((format(printf, 3, 4)))

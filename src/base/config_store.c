@@ -99,7 +99,7 @@ static const char *cfg_size_text(uint64_t v, char *buf, size_t len)
 static void cfg_range_text(const struct opt_def *o, char *buf, size_t len)
 {
     char lo[32], hi[32];
-    if (o->kind == K_SIZE) {
+    if (o->kind == K_SIZE || o->kind == K_MEMORY) {
         cfg_size_text(o->min, lo, sizeof lo);
         cfg_size_text(o->max, hi, sizeof hi);
     } else {
@@ -121,6 +121,74 @@ static uint64_t usable_cpus(const struct opt_def *o)
     return (uint64_t)n > o->max ? o->max : (uint64_t)n;
 }
 
+/* The memory budget's "auto": a share of what this process may use, so
+ * the client buffers of a crowd that does not read cost a bounded slice of
+ * it.  Capped because only clients that fall behind by more than their
+ * socket's kernel buffers fill the front's buffers: a bigger budget buys
+ * them room, not anyone throughput.  The allocator's overhead on large
+ * messages comes on top (see wsjobd(8)). */
+#define MEMORY_SHARE    8
+#define MEMORY_AUTO_MIN (16ull << 20)
+#define MEMORY_AUTO_MAX (64ull << 20)
+
+/* memory.max of one cgroup v2 directory; 0 when unlimited or unreadable. */
+static uint64_t cgroup_max_at(const char *dir)
+{
+    char path[4200], buf[32];
+    snprintf(path, sizeof path, "/sys/fs/cgroup%s/memory.max", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    char *line = fgets(buf, sizeof buf, f);
+    fclose(f);
+    uint64_t v;
+    if (!line || cfg_parse_u64(buf, strcspn(buf, "\n"), &v) < 0)
+        return 0;   /* "max" */
+    return v;
+}
+
+/* The tightest memory.max on the way from our cgroup (systemd's
+ * MemoryMax=, a container's limit) up to the root; 0 when none. */
+static uint64_t cgroup_memory_max(void)
+{
+    char line[4096] = "";
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f) && strncmp(line, "0::", 3) != 0)
+        line[0] = 0;
+    fclose(f);
+    if (strncmp(line, "0::", 3) != 0)
+        return 0;   /* no cgroup v2 */
+    char *dir = line + 3;
+    dir[strcspn(dir, "\n")] = 0;
+    uint64_t best = 0;
+    for (;;) {
+        uint64_t v = cgroup_max_at(strcmp(dir, "/") == 0 ? "" : dir);
+        if (v && (!best || v < best))
+            best = v;
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            break;
+        *slash = 0;
+    }
+    uint64_t root = cgroup_max_at("");
+    return root && (!best || root < best) ? root : best;
+}
+
+uint64_t cfg_auto_memory_budget(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t mem = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    uint64_t cap = cgroup_memory_max();
+    if (cap && (!mem || cap < mem))
+        mem = cap;
+    uint64_t share = mem / MEMORY_SHARE;
+    if (share < MEMORY_AUTO_MIN)
+        return MEMORY_AUTO_MIN;
+    return share > MEMORY_AUTO_MAX ? MEMORY_AUTO_MAX : share;
+}
+
 static uint64_t round_up_pow2(uint64_t v)
 {
     uint64_t p = 1;
@@ -138,12 +206,17 @@ static int parse_number(const struct opt_def *o, const char *v, uint64_t *n,
         *n = usable_cpus(o);
         return 0;
     }
-    int bad = o->kind == K_SIZE ? cfg_parse_size(v, n) : cfg_parse_u64(v, strlen(v), n);
+    if (o->kind == K_MEMORY && strcmp(v, "auto") == 0) {
+        *n = cfg_auto_memory_budget();
+        return 0;
+    }
+    int size = o->kind == K_SIZE || o->kind == K_MEMORY;
+    int bad = size ? cfg_parse_size(v, n) : cfg_parse_u64(v, strlen(v), n);
     if (bad < 0) {
         snprintf(why, whylen, "expected %s%s (%s), got '%s'",
-                 o->kind == K_CORES ? "auto or " : "",
-                 o->kind == K_SIZE ? "a size with an optional k, M or G suffix"
-                                   : "a whole number", range, v);
+                 o->kind == K_CORES || o->kind == K_MEMORY ? "auto or " : "",
+                 size ? "a size with an optional k, M or G suffix"
+                      : "a whole number", range, v);
         return -1;
     }
     if ((*n == 0 && (o->flags & F_OFF)) || (*n >= o->min && *n <= o->max))
@@ -250,6 +323,7 @@ static int set_value(struct config *c, const struct opt_def *o, const char *v,
         *(unsigned *)f = (unsigned)(o->flags & F_POW2 ? round_up_pow2(n) : n);
         return 0;
     case K_SIZE:
+    case K_MEMORY:
         if (parse_number(o, v, &n, why, whylen) < 0)
             return -1;
         *(size_t *)f = (size_t)n;

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,7 @@
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
 #define PINGS_UNANSWERED_MAX 2
 #define SMALL_FRAME    256               /* payloads copied next to their header */
+#define EXACT_BLOCK_MIN (64u << 10)      /* payloads in a block of their own size */
 
 /* PH_CLOSING: our last bytes are queued (an HTTP answer with close, our
  * close frame); once they are written the socket lingers (linger.c). */
@@ -58,6 +60,9 @@ struct conn {
     const struct proto_ops *ops;   /* the route, once upgraded */
     void *ps;                      /* the route's state, owned by the route */
     struct ws_reader rd;
+    struct evbuffer_cb_entry *in_cb, *out_cb;   /* the memory budget's counters */
+    uint64_t held;                 /* bytes counted against the budget */
+    size_t   rd_held;              /* of which in the frame reader's buffer */
     uint16_t http_scanned;         /* head bytes known to hold no new LF */
     uint16_t requests;             /* HTTP requests routed, at most KEEPALIVE_MAX */
     uint8_t phase;
@@ -65,6 +70,7 @@ struct conn {
     uint8_t tls;
     uint8_t paused;                /* the route asked to stop reading */
     uint8_t out_paused;            /* output over the high-water mark */
+    uint8_t mem_paused;            /* among the biggest holders past the budget */
     uint8_t in_read;               /* inside read_ws (re-entrancy guard) */
     uint8_t close_after_flush;     /* free once the output is written */
     uint8_t pings_out;             /* pings sent since the peer last spoke */
@@ -77,6 +83,7 @@ struct conn {
 static void conn_free(struct conn *c);
 static void room_unlink(struct conn *c);
 static void read_cb(struct bufferevent *bev, void *arg);
+static void unhook_buffers(struct conn *c);
 
 struct dispatch *conn_dispatch(const struct conn *c) { return c->f->d; }
 struct jout *conn_scratch(const struct conn *c) { return &c->f->scratch; }
@@ -97,9 +104,14 @@ static void set_timer(struct conn *c, unsigned ms)
 
 /* ---- sending ----------------------------------------------------------- */
 
+static int not_reading(const struct conn *c)
+{
+    return c->paused || c->out_paused || c->mem_paused;
+}
+
 static void update_reading(struct conn *c)
 {
-    if (c->paused || c->out_paused)
+    if (not_reading(c))
         bufferevent_disable(c->bev, EV_READ);
     else
         bufferevent_enable(c->bev, EV_READ);
@@ -111,6 +123,28 @@ static void check_out_high_water(struct conn *c)
         c->out_paused = 1;
         update_reading(c);
     }
+}
+
+static void free_block(const void *data, size_t len, void *arg)
+{
+    (void)len;
+    (void)arg;
+    free((void *)data);
+}
+
+/* evbuffer_add rounds a new chunk up to a power of two: a 600 KiB message
+ * would take 1 MiB, memory the budget (which counts bytes) never sees.  A
+ * large payload gets a block of its own size instead. */
+static void add_payload(struct evbuffer *out, const void *data, size_t len)
+{
+    uint8_t *block = len >= EXACT_BLOCK_MIN ? malloc(len) : NULL;
+    if (block) {
+        memcpy(block, data, len);
+        if (evbuffer_add_reference(out, block, len, free_block, NULL) == 0)
+            return;
+        free(block);
+    }
+    evbuffer_add(out, data, len);
 }
 
 void conn_send(struct conn *c, int opcode, const void *data, size_t len)
@@ -128,7 +162,7 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len)
         evbuffer_add(out, frame, hl + len);
     } else {
         evbuffer_add(out, frame, hl);
-        evbuffer_add(out, data, len);
+        add_payload(out, data, len);
     }
     check_out_high_water(c);
 }
@@ -144,6 +178,7 @@ static void send_raw(struct conn *c, const void *data, size_t len)
  * there through tls_conn.c, after its close_notify. */
 static void linger(struct conn *c)
 {
+    unhook_buffers(c);
     if (!c->tls && linger_start(c->bev) == 0)
         c->bev = NULL;
     conn_free(c);
@@ -199,6 +234,245 @@ void conn_resume(struct conn *c)
     read_buffered_later(c);
 }
 
+/* ---- the memory budget ----------------------------------------------------
+ *
+ * Each connection is bounded on its own (OUT_HIGH_WATER, the stream window,
+ * max_message), but nothing else bounded the sum: a crowd of clients that
+ * submit and never read made the front hold the per-connection bound times
+ * their number.  Every change to what a connection holds passes through
+ * account() with its size (evbuffer callbacks on both buffers, the frame
+ * reader's buffer after each feed, conn_hold for routes): O(1) each.  Past
+ * the budget the connections holding the most stop being read and routes
+ * refuse (/jobs: busy) or hold back (/run: backpressure) new work; under
+ * the low-water mark every connection is read again.  A scan of all
+ * connections happens only when the budget is reached or left. */
+
+#define BUDGET_LOW_PERCENT 90
+#define BUDGET_LOG_NS      10000000000ll   /* one "reached" line per 10 s at most */
+#define BUDGET_SWEEP_MS    250
+
+static uint64_t budget_of(const struct front *f) { return f->cfg->memory_budget; }
+
+static uint64_t budget_low(const struct front *f)
+{
+    return budget_of(f) / 100 * BUDGET_LOW_PERCENT;
+}
+
+static void mem_pause(struct conn *c)
+{
+    if (c->mem_paused)
+        return;
+    c->mem_paused = 1;
+    c->f->mem.paused++;
+    c->f->mem.paused_total++;
+    update_reading(c);
+}
+
+static void mem_resume(struct conn *c)
+{
+    if (!c->mem_paused)
+        return;
+    c->mem_paused = 0;
+    c->f->mem.paused--;
+    update_reading(c);
+    read_buffered_later(c);
+}
+
+/* Among "the biggest holders": holding at least the average of those that
+ * hold anything.  The biggest always is; one holding little never is, so a
+ * quiet client keeps being read however many others pile up. */
+static int holds_most(const struct conn *c)
+{
+    const struct front_memory *m = &c->f->mem;
+    return c->held && m->holders && c->held >= m->used / m->holders;
+}
+
+/* Has the peer of a connection we do not read gone?  Closing with our
+ * bytes unread, it sent a reset that only a read or a write would meet. */
+static int peer_gone(struct conn *c)
+{
+    struct pollfd p = { .fd = bufferevent_getfd(c->bev), .events = POLLRDHUP };
+    if (p.fd < 0 || poll(&p, 1, 0) != 1)
+        return 0;
+    return (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+static void schedule_sweep(struct front *f);
+
+/* A connection not being read learns that its client left only from a
+ * write error or the ping timeout, holding its buffers meanwhile: while
+ * the budget is reached that would make everyone else wait, so the
+ * connections not read are looked at a few times a second.  A client that
+ * half-closes counts as gone, as when its EOF is read. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    (void)fd;
+    (void)what;
+    f->mem.sweep_pending = 0;
+    if (!f->mem.over)
+        return;
+    struct conn *c = f->all;
+    while (c) {
+        struct conn *next = c->next;
+        if (not_reading(c) && peer_gone(c)) {
+            log_debug("a client not being read has gone");
+            conn_free(c);
+        }
+        c = next;
+    }
+    schedule_sweep(f);
+}
+
+static void schedule_sweep(struct front *f)
+{
+    struct timeval tv = tv_from_ms(BUDGET_SWEEP_MS);
+    if (f->mem.over && !f->mem.sweep_pending &&
+        event_base_once(f->base, -1, EV_TIMEOUT, sweep_cb, f, &tv) == 0)
+        f->mem.sweep_pending = 1;
+}
+
+static void budget_reached(struct front *f)
+{
+    f->mem.over = 1;
+    schedule_sweep(f);
+    for (struct conn *c = f->all; c; c = c->next)
+        if (holds_most(c))
+            mem_pause(c);
+    int64_t now = shm_now_ns();
+    if (now - f->mem.logged_ns < BUDGET_LOG_NS)
+        return;
+    f->mem.logged_ns = now;
+    log_warn("memory budget reached: %llu bytes held for clients, %u connections not read, "
+             "new submits answered busy", (unsigned long long)f->mem.used, f->mem.paused);
+}
+
+/* On the next loop turn: this runs inside buffer callbacks, and resuming
+ * calls back into routes. */
+static void resume_all_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct front *f = arg;
+    (void)fd;
+    (void)what;
+    f->mem.resume_pending = 0;
+    if (f->mem.over)
+        return;   /* reached again meanwhile */
+    for (struct conn *c = f->all; c; c = c->next)
+        mem_resume(c);
+    conn_room(f);   /* raw routes holding a message back for room */
+}
+
+static void budget_check_down(struct front *f)
+{
+    if (!f->mem.over || (budget_of(f) && f->mem.used >= budget_low(f)))
+        return;
+    if (!f->mem.resume_pending) {
+        if (event_base_once(f->base, -1, EV_TIMEOUT, resume_all_cb, f, NULL) < 0)
+            return;   /* stay over; the next drain tries again */
+        f->mem.resume_pending = 1;
+    }
+    f->mem.over = 0;
+}
+
+static void budget_check_up(struct conn *c)
+{
+    struct front *f = c->f;
+    if (!budget_of(f))
+        return;
+    if (!f->mem.over) {
+        if (f->mem.used > budget_of(f))
+            budget_reached(f);
+        return;
+    }
+    if (holds_most(c))
+        mem_pause(c);
+}
+
+static void account(struct conn *c, uint64_t added, uint64_t deleted)
+{
+    struct front_memory *m = &c->f->mem;
+    int had = c->held != 0;
+    /* Unsigned arithmetic wraps, so the order of the terms does not matter. */
+    c->held = c->held + added - deleted;
+    m->used = m->used + added - deleted;
+    m->holders = m->holders + (c->held != 0) - had;
+    if (m->used > m->used_max)
+        m->used_max = m->used;
+    if (added > deleted)
+        budget_check_up(c);
+    else if (deleted > added)
+        budget_check_down(c->f);
+}
+
+static void buffer_cb(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)b;
+    account(arg, info->n_added, info->n_deleted);
+}
+
+/* The reader's reassembly buffer grows and is freed inside feed. */
+static void account_reader(struct conn *c)
+{
+    size_t now = ws_reader_buffered(&c->rd);
+    if (now > c->rd_held)
+        account(c, now - c->rd_held, 0);
+    else if (now < c->rd_held)
+        account(c, 0, c->rd_held - now);
+    c->rd_held = now;
+}
+
+static int hook_buffers(struct conn *c)
+{
+    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), buffer_cb, c);
+    c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), buffer_cb, c);
+    if (!c->in_cb || !c->out_cb)
+        return -1;
+    account(c, evbuffer_get_length(bufferevent_get_input(c->bev)) +
+               evbuffer_get_length(bufferevent_get_output(c->bev)), 0);
+    return 0;
+}
+
+/* Before the buffers leave with the socket (the linger) or are freed; what
+ * they hold stops counting in conn_free, with everything else. */
+static void unhook_buffers(struct conn *c)
+{
+    if (c->in_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+    if (c->out_cb)
+        evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+    c->in_cb = c->out_cb = NULL;
+}
+
+static void budget_forget(struct conn *c)
+{
+    if (c->mem_paused) {
+        c->mem_paused = 0;
+        c->f->mem.paused--;
+    }
+    c->rd_held = 0;
+    account(c, 0, c->held);
+}
+
+void conn_hold(struct conn *c, size_t bytes) { account(c, bytes, 0); }
+void conn_release(struct conn *c, size_t bytes) { account(c, 0, bytes); }
+
+int conn_over_budget(const struct conn *c) { return c->f->mem.over; }
+
+int conn_budget_refuse(struct conn *c)
+{
+    if (!c->f->mem.over)
+        return 0;
+    c->f->mem.busy_total++;
+    return 1;
+}
+
+void conn_budget_changed(struct front *f)
+{
+    budget_check_down(f);
+    if (!f->mem.over && budget_of(f) && f->mem.used > budget_of(f))
+        budget_reached(f);
+}
+
 /* ---- WebSocket reading --------------------------------------------------- */
 
 static int on_message(void *ctx, uint8_t opcode, uint8_t *data, size_t len)
@@ -251,7 +525,7 @@ static void read_ws_loop(struct conn *c)
     struct evbuffer *in = bufferevent_get_input(c->bev);
     for (;;) {
         size_t len = evbuffer_get_length(in);
-        if (!len || c->paused || c->out_paused || c->doomed ||
+        if (!len || c->paused || c->out_paused || c->mem_paused || c->doomed ||
             (c->phase != PH_WS && c->phase != PH_CLOSING))
             break;
         c->heard = 1;
@@ -263,6 +537,7 @@ static void read_ws_loop(struct conn *c)
             want = floor;
         uint8_t *p = evbuffer_pullup(in, (ssize_t)want);
         ssize_t n = ws_reader_feed(&c->rd, p, want);
+        account_reader(c);
         if (n < 0) {
             fail_ws(c);
             return;
@@ -420,7 +695,7 @@ static int route(struct conn *c, const struct http_request *req)
 static void read_http(struct conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (c->phase == PH_HTTP && !c->out_paused) {
+    while (c->phase == PH_HTTP && !c->out_paused && !c->mem_paused) {
         size_t len = evbuffer_get_length(in);
         if (!len)
             return;
@@ -490,6 +765,9 @@ static void write_cb(struct bufferevent *bev, void *arg)
         update_reading(c);
         read_buffered_later(c);
     }
+    /* All it held for the client is written: it is no big holder any more,
+     * even while the budget is still reached. */
+    mem_resume(c);
     if (c->phase == PH_WS && c->ops->drained)
         c->ops->drained(c, c->ps);
 }
@@ -547,9 +825,7 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
         return -1;
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     evtimer_assign(&c->timer, f->base, timer_cb, c);
-    set_timer(c, f->cfg->handshake_timeout_ms);
     c->next = f->all;
     if (f->all)
         f->all->prev = c;
@@ -557,6 +833,14 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
     f->conns.open++;
     if (tls)
         f->conns.tls_open++;
+    if (hook_buffers(c) < 0) {
+        /* Unaccounted bytes would skew the budget for ever: refuse. */
+        log_warn("cannot count a connection's buffers: out of memory");
+        conn_free(c);   /* the fd goes with the bufferevent: it is ours now */
+        return 0;
+    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    set_timer(c, f->cfg->handshake_timeout_ms);
     return 0;
 }
 
@@ -598,8 +882,11 @@ static void conn_free(struct conn *c)
         c->ops->closed(c, c->ps);
     ws_reader_free(&c->rd);
     evtimer_del(&c->timer);
-    if (c->bev)
+    if (c->bev) {
+        unhook_buffers(c);
         bufferevent_free(c->bev);   /* NULL: the linger has it */
+    }
+    budget_forget(c);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -45,6 +45,17 @@ void conn_wait_room(struct conn *c);
 void conn_pause(struct conn *c);
 void conn_resume(struct conn *c);
 
+/* Bytes a route holds for this connection beyond its socket buffers
+ * (outputs kept for ordering, a message waiting for room): counted in the
+ * front's memory budget until given back. */
+void conn_hold(struct conn *c, size_t bytes);
+void conn_release(struct conn *c, size_t bytes);
+
+/* The front's memory budget is reached: new work must wait or be refused.
+ * conn_budget_refuse() also counts a submit answered busy for it. */
+int conn_over_budget(const struct conn *c);
+int conn_budget_refuse(struct conn *c);
+
 /* What a route needs of the front, and nothing more: routes never see the
  * front's struct. */
 struct dispatch *conn_dispatch(const struct conn *c);

@@ -25,4 +25,7 @@ void conn_close_all(struct front *f, uint16_t code, const char *reason);
  * returns 1 when waiters remain that were not offered any. */
 int conn_room(void *arg);
 
+/* The memory budget may have changed (a reload): re-judge it. */
+void conn_budget_changed(struct front *f);
+
 #endif

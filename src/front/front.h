@@ -19,6 +19,22 @@ struct front_counters {
     uint64_t open, accepted_total, rejected_total, tls_open;
 };
 
+/* The one budget of bytes held for clients (--memory-budget), kept by
+ * conn.c: every connection's input and output buffers, its frame
+ * reassembly and what its route holds for it. */
+struct front_memory {
+    uint64_t used;                 /* bytes held now, in all */
+    uint64_t used_max;             /* the most ever held at once */
+    uint64_t busy_total;           /* submits answered busy because of it */
+    uint64_t paused_total;         /* times a connection stopped being read */
+    unsigned paused;               /* connections not read because of it now */
+    unsigned holders;              /* connections holding any byte */
+    uint8_t  over;                 /* past the budget, until under the low mark */
+    uint8_t  resume_pending;       /* a resume of every connection is queued */
+    uint8_t  sweep_pending;        /* a look for clients gone is queued */
+    int64_t  logged_ns;            /* last time reaching it was logged */
+};
+
 struct front {
     struct event_base *base;
     struct config     *cfg;        /* current config; replaced on reload */
@@ -35,6 +51,7 @@ struct front {
     /* Connections closed this turn, freed on the next (conn.c). */
     struct conn       *dead;
     struct event       reap;
+    struct front_memory mem;
 };
 
 #endif

@@ -79,10 +79,13 @@ static void begin_event(struct jout *j, const char *id, size_t idlen, const char
     jout_lit(j, "\"");
 }
 
-/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...". */
+/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...".
+ * Text heavy with control bytes escapes to six bytes per byte (\u00XX);
+ * past a third more than its length base64 is the smaller, and what the
+ * client has not read yet is memory the front holds. */
 static void put_output(struct jout *j, const uint8_t *data, size_t len)
 {
-    if (utf8_valid(data, len)) {
+    if (utf8_valid(data, len) && jout_str_size(data, len) <= jout_b64_size(len)) {
         jout_lit(j, ",\"output\":");
         jout_str(j, data, len);
     } else {
@@ -304,6 +307,12 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
     }
     if (jc->n >= conn_max_inflight(jc->c)) {
         send_error_c(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
+        return;
+    }
+    /* Its output would add to what the front already holds past its
+     * budget; refused before the input is even decoded. */
+    if (conn_budget_refuse(jc->c)) {
+        send_error_c(jc, id, idlen, JE_BUSY, "server memory budget reached");
         return;
     }
     const uint8_t *in;

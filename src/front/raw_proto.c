@@ -6,7 +6,8 @@
  * straight to the socket, later jobs' output is held until every earlier job
  * has finished.  Instead of answering `busy`, this mode stops reading the
  * socket (the client's TCP window then pushes back) while max_inflight jobs
- * are in flight or the daemon has no room. */
+ * are in flight, the daemon has no room or the front's memory budget is
+ * reached.  Held outputs and a waiting message count in that budget. */
 #include "front/raw_proto.h"
 
 #include <stdio.h>
@@ -118,6 +119,7 @@ static void hold(struct raw_job *j, int opcode, const uint8_t *data, size_t len)
         conn_close(j->rc->c, 1011, "out of memory");
         return;
     }
+    conn_hold(j->rc->c, len);
     h->next = NULL;
     h->opcode = opcode;
     h->len = len;
@@ -139,15 +141,30 @@ static void emit(struct raw_job *j, const uint8_t *data, size_t len)
     conn_send(j->rc->c, op, data, len);
 }
 
-static void free_job(struct raw_job *j)
+static void free_held(struct raw_job *j)
 {
-    struct raw_conn *rc = j->rc;
     struct held *h = j->first;
     while (h) {
         struct held *next = h->next;
+        conn_release(j->rc->c, h->len);
         free(h);
         h = next;
     }
+    j->first = j->last = NULL;
+}
+
+static void free_pending(struct raw_conn *rc)
+{
+    if (rc->pending)
+        conn_release(rc->c, rc->pending_len);
+    free(rc->pending);
+    rc->pending = NULL;
+}
+
+static void free_job(struct raw_job *j)
+{
+    struct raw_conn *rc = j->rc;
+    free_held(j);
     free(j->errmsg);
     if (rc->nspare < max_inflight(rc)) {
         j->next_spare = rc->spare;
@@ -179,13 +196,7 @@ static void advance(struct raw_conn *rc)
         struct raw_job *j = rc->ring[rc->head % rc->cap];
         for (struct held *h = j->first; h; h = h->next)
             conn_send(rc->c, h->opcode, h->data, h->len);
-        struct held *h = j->first;
-        while (h) {
-            struct held *next = h->next;
-            free(h);
-            h = next;
-        }
-        j->first = j->last = NULL;
+        free_held(j);
         if (!j->finished) {
             ack(j);
             return;
@@ -254,6 +265,8 @@ static const struct job_sink sink = { .chunk = on_chunk, .done = on_done, .error
  * when the daemon is busy and the message must wait. */
 static int admit(struct raw_conn *rc, int opcode, const uint8_t *data, size_t len)
 {
+    if (!conn_draining(rc->c) && conn_over_budget(rc->c))
+        return -1;   /* like busy: wait, unread, until the budget has room */
     if (inflight(rc) == rc->cap && grow(rc) < 0) {
         conn_close(rc->c, 1011, "out of memory");
         return 0;
@@ -292,12 +305,14 @@ static int try_pending(struct raw_conn *rc)
 {
     if (!rc->pending || rc->closing || inflight(rc) >= max_inflight(rc))
         return 0;
+    /* Taken off first: admitting may answer at once and come back here. */
     uint8_t *msg = rc->pending;
     rc->pending = NULL;
     if (admit(rc, rc->pending_opcode, msg, rc->pending_len) < 0) {
         rc->pending = msg;
         return -1;
     }
+    conn_release(rc->c, rc->pending_len);
     free(msg);
     if (inflight(rc) < max_inflight(rc))
         conn_resume(rc->c);
@@ -323,6 +338,7 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
         return;
     }
     memcpy(rc->pending, data, len);
+    conn_hold(c, len);
     rc->pending_len = len;
     rc->pending_opcode = opcode;
     conn_pause(c);
@@ -366,7 +382,7 @@ static void on_closed(struct conn *c, void *state)
         free(j);
     }
     free(rc->ring);
-    free(rc->pending);
+    free_pending(rc);
     free(rc);
 }
 

@@ -145,6 +145,14 @@ void stats_json(struct front *f, struct jout *j)
     kv(j, "accepted_total", f->conns.accepted_total, 1);
     kv(j, "rejected_total", f->conns.rejected_total, 1);
     kv(j, "tls_open", f->conns.tls_open, 0);
+    jout_lit(j, "},\"memory\":{");
+    kv(j, "budget", f->cfg->memory_budget, 1);
+    kv(j, "used", f->mem.used, 1);
+    kv(j, "used_max", f->mem.used_max, 1);
+    kv(j, "reached", f->mem.over, 1);
+    kv(j, "paused_connections", f->mem.paused, 1);
+    kv(j, "paused_total", f->mem.paused_total, 1);
+    kv(j, "busy_total", f->mem.busy_total, 0);
     jout_lit(j, "},\"loop\":{");
     kv(j, "lag_us_p50", hist_percentile(&recent, 50), 1);
     kv(j, "lag_us_p99", hist_percentile(&recent, 99), 1);
@@ -251,6 +259,18 @@ void stats_metrics(struct front *f, struct jout *j)
     one(j, "connections_accepted_total", "counter", "Connections accepted.", f->conns.accepted_total);
     one(j, "connections_rejected_total", "counter", "Connections refused at max-connections.",
         f->conns.rejected_total);
+    one(j, "memory_budget_bytes", "gauge", "Bytes the front may hold in client buffers (0: no limit).",
+        f->cfg->memory_budget);
+    one(j, "memory_used_bytes", "gauge", "Bytes the front holds in client buffers.", f->mem.used);
+    one(j, "memory_used_max_bytes", "gauge", "The most bytes held in client buffers at once.",
+        f->mem.used_max);
+    one(j, "memory_budget_reached", "gauge", "1 while the memory budget is reached.", f->mem.over);
+    one(j, "memory_paused_connections", "gauge",
+        "Connections not read because they hold the most past the budget.", f->mem.paused);
+    one(j, "memory_paused_total", "counter", "Times a connection stopped being read for the budget.",
+        f->mem.paused_total);
+    one(j, "memory_busy_total", "counter", "Submits answered busy because the budget was reached.",
+        f->mem.busy_total);
     metric_head(j, "queue_depth", "gauge", "Jobs waiting in a ring (not running).");
     metric(j, "queue_depth", "queue=\"cpu\"", shm_jobring_depth(p->ring[CLASS_CPU]));
     metric(j, "queue_depth", "queue=\"io\"", shm_jobring_depth(p->ring[CLASS_IO]));

@@ -141,6 +141,7 @@ static void reload(void)
     dispatch_set_params(front.d, &dp);
     struct worker_limits lim = limits_of(next);
     supervisor_set_limits(front.sup, &lim);
+    conn_budget_changed(&front);
     if (next->tls_cert && tls_server_load(next->tls_cert, next->tls_key, err, sizeof err) < 0)
         log_error("TLS certificate not reloaded, keeping the one in use: %s", err);
     log_info("configuration reloaded");

@@ -85,6 +85,25 @@ void jout_str(struct jout *j, const void *src, size_t n)
     jout_raw(j, "\"", 1);
 }
 
+size_t jout_str_size(const void *src, size_t n)
+{
+    const unsigned char *s = src;
+    size_t size = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        /* The same choice as jout_str: two-byte escapes, else \u00XX. */
+        size += c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' ? 1 : 5;
+    }
+    return size;
+}
+
+size_t jout_b64_size(size_t n)
+{
+    return 4 * ((n + 2) / 3) + 2;
+}
+
 void jout_b64(struct jout *j, const void *s, size_t n)
 {
     size_t need = 4 * ((n + 2) / 3) + 1;

@@ -20,6 +20,9 @@ void jout_raw(struct jout *j, const char *s, size_t n);
 void jout_lit(struct jout *j, const char *s);          /* NUL-terminated raw */
 void jout_str(struct jout *j, const void *s, size_t n); /* quoted, escaped (valid UTF-8 in) */
 void jout_b64(struct jout *j, const void *s, size_t n); /* quoted base64 */
+/* What jout_str and jout_b64 would append for n bytes, quotes included. */
+size_t jout_str_size(const void *s, size_t n);
+size_t jout_b64_size(size_t n);
 void jout_u64(struct jout *j, uint64_t v);
 
 #endif

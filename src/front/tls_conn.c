@@ -29,8 +29,8 @@
  * random generator is mbedTLS's CTR_DRBG, which locks itself (see
  * tls_config.c); the credentials' reference count is only touched by the
  * loop.  Admission: while HS_WAITING_MAX handshakes wait for a thread, new
- * TLS connections are closed at accept, before any work is spent on them
- * (see pool_full); the ones let in keep conn.c's handshake timeout.
+ * TLS connections are closed before any work is spent on them (see
+ * pool_full); the ones let in keep conn.c's handshake timeout.
  *
  * Memory per connection: this struct, mbedTLS's two record buffers
  * (MBEDTLS_SSL_IN/OUT_CONTENT_LEN, 16 KiB each in Debian's 2.28, allocated
@@ -70,7 +70,7 @@
 /* Our flights: the chain goes in one record, so a few records at most. */
 #define HS_OUT_MAX (128u << 10)
 /* Handshakes queued for a thread past which new TLS connections are closed
- * at accept.  At about 2 ms of work each, a full queue is well under a
+ * unserved (see pool_full).  At about 2 ms of work each, a full queue is well under a
  * second of waiting per thread, far inside --handshake-timeout. */
 #define HS_WAITING_MAX 128
 #define REFUSED_LOG_NS 10000000000ll             /* at most one warning per 10 s */
@@ -95,12 +95,13 @@ struct tls_conn {
     uint8_t added;               /* conn.c is inside evbuffer_add (see plain_added) */
     uint8_t on_pool;             /* the pool owns ssl, in, out and hs_rc (loop's flag) */
     uint8_t orphaned;            /* released while on the pool: free on return */
+    uint8_t fed;                 /* a step went to the pool: past admission */
     struct evbuffer_cb_entry *on_add;   /* plain_added on the filter's output */
 };
 
 static struct tls_creds *current;       /* what new connections get; one reference */
 static int shutting_down;               /* tls_server_free ran: close at once from now on */
-static uint64_t refused;                /* connections closed at accept: the pool was full */
+static uint64_t refused;                /* connections closed unserved: the pool was full */
 static int64_t refused_logged_ns;
 
 int tls_server_load(const char *cert_file, const char *key_file, char *err, size_t errlen)
@@ -191,6 +192,13 @@ static int bio_recv(void *arg, unsigned char *buf, size_t len)
 /* libevent ignores what a filter returns, so the failure is told to conn.c
  * as an event of our own.  Deferred: it must not free the connection under
  * the filter call that is running. */
+static void end_with_error(struct tls_conn *t)
+{
+    t->failed = 1;
+    bufferevent_disable(t->wire, EV_READ);
+    bufferevent_trigger_event(t->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, BEV_TRIG_DEFER_CALLBACKS);
+}
+
 static void fail(struct tls_conn *t, const char *what, int rc)
 {
     if (log_enabled(LOG_LEVEL_DEBUG)) {
@@ -198,9 +206,31 @@ static void fail(struct tls_conn *t, const char *what, int rc)
         tls_strerror(rc, why, sizeof why);
         log_debug("tls: %s failed: %s", what, why);
     }
-    t->failed = 1;
-    bufferevent_disable(t->wire, EV_READ);
-    bufferevent_trigger_event(t->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, BEV_TRIG_DEFER_CALLBACKS);
+    end_with_error(t);
+}
+
+/* ---- admission ------------------------------------------------------------- */
+
+/* The cheap refusal while the threads are behind: the connection is closed
+ * before any handshake work is spent on it.  Checked at accept (before even
+ * the session is set up) and again when a connection's first step would be
+ * queued, since the connections one loop turn accepts are all let in before
+ * any of their ClientHellos is read.  Later steps always queue: their
+ * work is half done.  So the queue holds at most HS_WAITING_MAX first steps
+ * plus one later step per handshake under way, and those are bounded by
+ * --max-connections and cut by --handshake-timeout. */
+static int pool_full(void)
+{
+    if (hs_pool_waiting() < HS_WAITING_MAX)
+        return 0;
+    refused++;
+    int64_t now = shm_now_ns();
+    if (now - refused_logged_ns >= REFUSED_LOG_NS) {
+        refused_logged_ns = now;
+        log_warn("tls: %d handshakes wait for a thread: closing new TLS connections "
+                 "(%llu so far)", HS_WAITING_MAX, (unsigned long long)refused);
+    }
+    return 1;
 }
 
 /* ---- the handshake, on the pool ---------------------------------------------- */
@@ -225,6 +255,10 @@ static void hs_feed(struct tls_conn *t)
     size_t n = evbuffer_get_length(wire_in);
     if (!n)
         return;
+    if (!t->fed && pool_full()) {
+        end_with_error(t);
+        return;
+    }
     size_t left = t->in.len - t->in.off;
     if (left)
         memmove(t->in.p, t->in.p + t->in.off, left);
@@ -238,6 +272,7 @@ static void hs_feed(struct tls_conn *t)
         return;
     }
     t->in.len += n;
+    t->fed = 1;
     t->on_pool = 1;
     hs_pool_submit(&t->job);
 }
@@ -504,25 +539,6 @@ static int pool_ready(struct front *f)
         return 0;
     }
     log_info("tls: %u handshake thread%s", hs_pool_threads(), hs_pool_threads() > 1 ? "s" : "");
-    return 1;
-}
-
-/* The cheap refusal: a closed socket before any handshake work, while the
- * threads are behind.  The bound holds at accept: connections let in
- * before can still queue their steps, one at a time each, so the queue is
- * at most this plus the handshakes under way, and those are bounded by
- * --max-connections and cut by --handshake-timeout. */
-static int pool_full(void)
-{
-    if (hs_pool_waiting() < HS_WAITING_MAX)
-        return 0;
-    refused++;
-    int64_t now = shm_now_ns();
-    if (now - refused_logged_ns >= REFUSED_LOG_NS) {
-        refused_logged_ns = now;
-        log_warn("tls: %d handshakes wait for a thread: closing new TLS connections "
-                 "(%llu so far)", HS_WAITING_MAX, (unsigned long long)refused);
-    }
     return 1;
 }
 

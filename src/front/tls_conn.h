@@ -24,8 +24,9 @@ int tls_server_load(const char *cert_file, const char *key_file, char *err, size
  * 2 s.  A stalled or failed handshake closes fd at once. */
 struct bufferevent *tls_conn_new(struct front *f, int fd);
 
-/* At exit, before event_base_free(): drops the loaded pair and closes the
- * sockets still flushing their last bytes. */
+/* At exit, before event_base_free(): joins the handshake threads (after
+ * the steps they are running), frees the sessions left on them, drops the
+ * loaded pair and closes the sockets still flushing their last bytes. */
 void tls_server_free(void);
 
 #endif

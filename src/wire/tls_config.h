@@ -19,8 +19,9 @@ int tls_policy_apply(mbedtls_ssl_config *conf, int endpoint, char *err, size_t e
 
 /* A certificate chain, its private key and the server config that serves
  * them.  Immutable once loaded and shared by reference: whoever holds a
- * pointer holds a reference.  Counted without atomics: the front is one
- * thread. */
+ * pointer holds a reference.  Counted without atomics: only the front's
+ * loop thread takes and drops references (its handshake threads use a
+ * connection's config through the reference the loop holds for it). */
 struct tls_creds;
 
 /* Reads the PEM chain (leaf first) and key and checks they belong together;

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import tempfile
 import time
 import unittest
@@ -187,6 +188,7 @@ class ReplyModeration(unittest.TestCase):
                 sleeps = front_sleeps(d) - before
                 want = sha_rounds("m", 2000)
                 self.assertTrue(all(f.get("output") == want for f in finals.values()), finals)
+                print("front slept %d times for %d replies" % (sleeps, n), file=sys.stderr)
                 self.assertLess(sleeps, n // 2, "front slept %d times for %d replies" % (sleeps, n))
                 await ws.close()
             run(go())

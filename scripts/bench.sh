@@ -7,7 +7,8 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
-#   BENCH_ONLY=hostile                    only the hostile section
+#   BENCH_ONLY=hostile|sweep              only the hostile section, or the
+#                                         concurrency sweep
 set -u
 
 BUILD=${BUILD:-build}
@@ -224,6 +225,66 @@ idle_case() {
     stop_daemon
 }
 
+# ---- concurrency sweep: closed-loop clients, one job in flight each ------------------
+
+SWEEP_CLIENTS="1 2 4 8 16 64"
+
+# start_yardstick: the TCP echo yardstick in the background; sets YPORT, YPID.
+start_yardstick() {
+    local echo_bin=$BUILD/tests/bench_tcp_echo i
+    YPORT=""
+    [ -x "$echo_bin" ] || { say "yardstick: $echo_bin not built, skipped"; return 1; }
+    "$echo_bin" 0 300 >"$work/echo.port" &
+    YPID=$!
+    pids="$pids $YPID"
+    for i in $(seq 50); do grep -q port "$work/echo.port" && break; sleep 0.1; done
+    YPORT=$(sed -n 's/^port //p' "$work/echo.port")
+}
+
+sweep_cases() {
+    local w c input="{\"data\":\"abc\",\"rounds\":$SHA_ROUNDS}" expect shape
+    for w in 1 2; do
+        start_daemon --cpu-workers "$w"
+        expect=$("$WSJOB" --url "$URL" submit sha256 "$input")
+        for c in $SWEEP_CLIENTS; do
+            bench "sweep sha256 ${w}w ${c}x1" --raw sha256 --input "$input" --expect "$expect" \
+                -c "$c" -p 1 -d 3 --warmup 0.5
+        done
+        bench "sweep sha256 ${w}w 8x8" --raw sha256 --input "$input" --expect "$expect" \
+            -c 8 -p 8 -d 3 --warmup 0.5
+        stop_daemon
+    done
+    start_daemon
+    for shape in 1x1 10x1 50x1 50x16; do
+        bench "sweep echo $shape" --raw echo --size 64 -c "${shape%x*}" -p "${shape#*x}" -d 3 --warmup 0.5
+    done
+    stop_daemon
+    start_yardstick || return
+    for shape in 1x1 10x1 50x1 50x16; do
+        URL=ws://127.0.0.1:$YPORT bench "sweep tcp echo $shape" --tcp-echo --size 64 \
+            -c "${shape%x*}" -p "${shape#*x}" -d 3 --warmup 0.5
+    done
+    kill -TERM "$YPID"
+    wait "$YPID" 2>/dev/null
+}
+
+sweep_table() {
+    local w c a b l
+    for w in 1 2; do
+        l=""
+        for c in $SWEEP_CLIENTS; do
+            l="$l ${c}x1 $(line_of "sweep sha256 ${w}w ${c}x1" | field jobs_per_s)"
+        done
+        row "sweep sha256 r$SHA_ROUNDS ${w}w (jobs/s)" "$l  8x8 $(line_of "sweep sha256 ${w}w 8x8" | field jobs_per_s)"
+    done
+    for c in 1x1 10x1 50x1 50x16; do
+        a=$(line_of "sweep echo $c")
+        b=$(line_of "sweep tcp echo $c")
+        [ -n "$a" ] || continue
+        row "sweep echo 64B $c" "$(printf '%s' "$a" | field jobs_per_s) msgs/s p50 $(printf '%s' "$a" | field p50_us) us; tcp yardstick $(printf '%s' "$b" | field jobs_per_s) msgs/s p50 $(printf '%s' "$b" | field p50_us) us"
+    done
+}
+
 # ---- hostile: a quiet client's ping and the front's memory under abuse ------------------
 
 front_rss_kib() {
@@ -343,6 +404,7 @@ table() {
         [ -n "$a" ] || continue
         row "hostile: $l" "quiet ping p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us; front RSS +$(printf '%s' "$b" | field front_rss_growth_kib) KiB"
     done
+    sweep_table
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
@@ -350,6 +412,8 @@ table() {
 started=$(date +%s)
 if [ "${BENCH_ONLY:-}" = hostile ]; then
     hostile_cases
+elif [ "${BENCH_ONLY:-}" = sweep ]; then
+    sweep_cases
 else
     ring_case
     start_daemon
@@ -361,6 +425,7 @@ else
     yardstick_case
     scaling_cases
     idle_case
+    sweep_cases
     hostile_cases
 fi
 table

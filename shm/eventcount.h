@@ -198,17 +198,4 @@ static inline int64_t shm_deadline_ns(int timeout_ms)
     return shm_now_ns() + (int64_t)timeout_ms * 1000000;
 }
 
-/* Tells the core this is a spin-wait (lets the sibling hyperthread run and
- * avoids the memory-order mis-speculation penalty on exit). */
-static inline void shm_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
 #endif

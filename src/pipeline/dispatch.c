@@ -131,7 +131,6 @@ void dispatch_release(struct dispatch *d, struct job_rec *r)
     if (r->heap_off >= 0)
         shm_heap_free(d->heap, r->heap_off);
     r->heap_off = -1;
-    d->live[r->cls]--;
     r->state = REC_FREE;
     r->sink = NULL;
     r->gen++;
@@ -249,7 +248,6 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
     r->type = (uint16_t)req->type;
     r->retries = 0;
     r->state = REC_LIVE;
-    d->live[r->cls]++;
     r->submitted_ns = dispatch_batch_now(d);
     int64_t tmo = req->timeout_ms > 0 ? req->timeout_ms : d->prm.job_timeout_ms;
     desc->type = (uint16_t)req->type;

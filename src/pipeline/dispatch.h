@@ -74,9 +74,8 @@ void dispatch_ack(struct dispatch *d, uint32_t job, uint64_t bytes);
 /* Answers every unanswered job `shutting_down`. */
 void dispatch_fail_all(struct dispatch *d, enum job_error code, const char *msg);
 
-/* Call after each turn of the loop, before it sleeps: while reply wake-ups
- * are moderated, replies that came in meanwhile are answered now rather
- * than at the next look. */
+/* Call after each turn of the loop, before it sleeps: job stamps read the
+ * clock afresh after a sleep. */
 void dispatch_before_sleep(struct dispatch *d);
 
 /* A new batch of events begins (a socket read): job stamps read the clock

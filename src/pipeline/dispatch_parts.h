@@ -29,14 +29,10 @@ struct dispatch {
     struct shm_heap   *heap;
     struct job_rec    *recs;            /* p->njobs, at the descriptors' indexes */
     uint32_t           free_head;       /* index + 1, 0: none */
-    uint32_t           live[2];         /* records in use, by worker class */
     int64_t            now_ns;          /* the clock as read for this batch */
     unsigned           now_left;        /* events it may still serve; 0: read again */
     /* reply_drain.c */
     struct event      *reply_ev;        /* the reply eventfd */
-    struct event      *poll_ev;         /* moderated look at the reply ring */
-    int64_t            last_reply_ns;   /* when replies were last drained */
-    int64_t            ns_per_reply;    /* moving average of the gap between replies */
     /* deadline.c: jobs with the default deadline, oldest first */
     uint32_t           fifo_head, fifo_tail;
     struct event      *fifo_ev;

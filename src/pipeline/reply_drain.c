@@ -7,10 +7,6 @@
 #include "pipeline/dispatch_parts.h"
 
 #define DRAIN_BATCH 4096   /* records per loop turn before yielding to sockets */
-/* Reply moderation bounds (see moderate()). */
-#define MODERATE_MAX_NS 1000000
-#define MODERATE_MIN_NS 50000
-#define MODERATE_GAP_NS 10000     /* replies closer than this: no wake-ups to save */
 
 static void handle_reply(struct dispatch *d, const struct reply *rp, const uint8_t *data)
 {
@@ -83,84 +79,39 @@ size_t dispatch_drain(struct dispatch *d)
     return n;
 }
 
-/* Keeps the moving average of the time between replies (weight 1/4). */
-static void note_replies(struct dispatch *d, size_t n)
-{
-    int64_t now = shm_now_ns();
-    int64_t gap = (now - d->last_reply_ns) / (int64_t)n;
-    d->last_reply_ns = now;
-    if (gap > MODERATE_MAX_NS)
-        gap = MODERATE_MAX_NS;   /* an idle spell is not a slow rate */
-    d->ns_per_reply += (gap - d->ns_per_reply) / 4;
-}
-
-/* Reply moderation.  A front woken for every reply spends far more on the
- * wake-up than on the record: on a 2-vCPU VM about 20 us of CPU each, and
- * with as many workers as cores that CPU is taken from the workers (sha256
- * x2000 on two workers: 1.44 times one worker's rate unmoderated).  So while
- * every class that has jobs out also has jobs waiting in its ring (all its
- * workers busy, so a reply read a little later holds no worker back), the
- * front leaves the eventfd unarmed and looks at the ring again after half
- * the time the waiting jobs take at the recent reply rate, at most
- * MODERATE_MAX_NS.  Any other wake-up of the front drains the ring too.  A
- * look that finds nothing, an empty ring or an interval too short to save
- * anything arms the eventfd as before: long jobs cost no periodic wake-ups
- * and a lone job's latency is untouched.  Returns 1 when a look is set. */
-static int moderate(struct dispatch *d, size_t drained)
-{
-    if (drained == 0 || d->ns_per_reply < MODERATE_GAP_NS)
-        return 0;
-    uint64_t waiting = 0;
-    for (int c = 0; c < 2; c++) {
-        uint32_t depth = shm_jobring_depth(d->p->ring[c]);
-        if (d->live[c] > 0 && depth == 0)
-            return 0;
-        waiting += depth;
-    }
-    int64_t ns = (int64_t)waiting * d->ns_per_reply / 2;
-    if (ns > MODERATE_MAX_NS)
-        ns = MODERATE_MAX_NS;
-    if (ns < MODERATE_MIN_NS)
-        return 0;
-    struct timeval tv = { 0, (suseconds_t)(ns / 1000) };
-    return evtimer_add(d->poll_ev, &tv) == 0;
-}
-
+/* Replies reach their clients as soon as the front sees them: no timer
+ * holds one back.  (Collecting them on a short timer while jobs queued
+ * saved the front a wake-up per reply, but a closed-loop client waits for
+ * each reply before it sends its next job, so the ring ran dry meanwhile:
+ * 4 clients x 1 job each on one worker got 1 262 sha256 x2000 jobs/s
+ * instead of 4 896, `make bench` sweep, same run.)  What saves wake-ups is
+ * that one drains everything there is.  A spin before sleeping while
+ * replies came closer together than a wake-up costs was tried and measured
+ * no better (sha256 2 workers 8 x 1: 7 434-7 603 jobs/s with it,
+ * 8 079-8 408 without, alternating runs): on two cores the spin takes the
+ * CPU the workers need. */
 void dispatch_before_sleep(struct dispatch *d)
 {
-    /* Without the moderation timer the eventfd is armed: a reply wakes the
-     * loop itself, nothing to look at. */
-    if (evtimer_pending(d->poll_ev, NULL)) {
-        size_t n = dispatch_drain(d);
-        if (n)
-            note_replies(d, n);
-        if (n == DRAIN_BATCH)
-            event_active(d->reply_ev, EV_READ, 0);
-    }
     /* The loop may sleep now: no stamp may come from before the sleep. */
     dispatch_new_batch(d);
 }
 
-/* The eventfd's and the moderation timer's callback. */
+/* The eventfd's callback: drains until the ring is empty, then arms the
+ * eventfd (a producer that finds it armed writes it, which wakes the
+ * loop).  Edge-triggered: every eventfd write is a new edge, so the counter
+ * never needs reading back (one syscall less per wake-up). */
 static void reply_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct dispatch *d = arg;
-    size_t total = 0;
-    /* Edge-triggered: every eventfd write is a new edge, so the counter
-     * never needs reading back (one syscall less per wake-up). */
     for (;;) {
-        size_t n = dispatch_drain(d);
-        if (n)
-            note_replies(d, n);
-        total += n;
-        if (n == DRAIN_BATCH) {
+        if (dispatch_drain(d) == DRAIN_BATCH) {
             /* Let sockets have a turn; come back at once. */
             event_active(d->reply_ev, EV_READ, 0);
             return;
         }
-        if (moderate(d, total) || shm_replyring_arm(d->p->replies))
+        if (shm_replyring_arm(d->p->replies))
             return;
     }
 }
@@ -168,8 +119,7 @@ static void reply_cb(evutil_socket_t fd, short what, void *arg)
 int reply_drain_init(struct dispatch *d)
 {
     d->reply_ev = event_new(d->base, d->p->reply_efd, EV_READ | EV_PERSIST | EV_ET, reply_cb, d);
-    d->poll_ev = evtimer_new(d->base, reply_cb, d);
-    if (!d->reply_ev || !d->poll_ev || event_add(d->reply_ev, NULL) < 0)
+    if (!d->reply_ev || event_add(d->reply_ev, NULL) < 0)
         return -1;
     shm_replyring_arm(d->p->replies);
     return 0;
@@ -179,6 +129,4 @@ void reply_drain_free(struct dispatch *d)
 {
     if (d->reply_ev)
         event_free(d->reply_ev);
-    if (d->poll_ev)
-        event_free(d->poll_ev);
 }

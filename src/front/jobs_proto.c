@@ -335,6 +335,7 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
     struct job_request r = {
         .type = t, .input = in, .len = len,
         .timeout_ms = tmo ? json_integer_value(tmo) : 0,
+        .id = e->id, .id_len = e->idlen,
         .sink = &sink, .cookie = e,
     };
     enum job_error err = dispatch_submit(conn_dispatch(jc->c), &r, &e->job);

@@ -103,7 +103,9 @@ static char **job_env(wsjob_ctx *ctx, const struct exec_type *t)
     for (size_t i = 0; i < n; i++)
         if (strncmp(environ[i], "WSJOB_", 6) != 0)
             env[k++] = environ[i];
-    snprintf(own->text[0], sizeof own->text[0], "WSJOB_ID=%016" PRIx64, job_ctx_handle(ctx));
+    char id[JOB_ID_MAX + 1];
+    job_ctx_id(ctx, id);
+    snprintf(own->text[0], sizeof own->text[0], "WSJOB_ID=%s", id);
     snprintf(own->text[1], sizeof own->text[1], "WSJOB_TYPE=%s", t->name);
     snprintf(own->text[2], sizeof own->text[2], "WSJOB_DEADLINE_MS=%" PRId64,
              wsjob_remaining_ms(ctx));

@@ -102,9 +102,11 @@ static PyObject *job_get_id(JobObject *self, void *closure)
     wsjob_ctx *ctx = live_ctx(self);
     if (!ctx)
         return NULL;
-    char id[24];
-    snprintf(id, sizeof id, "%016llx", (unsigned long long)job_ctx_handle(ctx));
-    return PyUnicode_FromString(id);
+    char id[JOB_ID_MAX + 1];
+    job_ctx_id(ctx, id);
+    /* The client's id was a JSON string, so it is UTF-8; replace rather
+     * than fail should a NUL have cut it short of a whole character. */
+    return PyUnicode_DecodeUTF8(id, (Py_ssize_t)strlen(id), "replace");
 }
 
 static PyObject *job_get_type(JobObject *self, void *closure)

@@ -251,6 +251,9 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
     r->submitted_ns = dispatch_batch_now(d);
     int64_t tmo = req->timeout_ms > 0 ? req->timeout_ms : d->prm.job_timeout_ms;
     desc->type = (uint16_t)req->type;
+    desc->id_len = (uint8_t)(req->id && req->id_len <= JOB_ID_MAX ? req->id_len : 0);
+    if (desc->id_len)
+        memcpy(desc->id, req->id, desc->id_len);
     desc->enqueued_ns = r->submitted_ns;
     desc->deadline_ns = r->submitted_ns + tmo * 1000000;
     if (dispatch_enqueue(d, r) < 0) {

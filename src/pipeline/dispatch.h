@@ -34,6 +34,8 @@ struct job_request {
     const void *input;
     size_t      len;
     int64_t     timeout_ms;    /* <= 0: the default */
+    const char *id;            /* the client's id (handlers see it); NULL: none */
+    size_t      id_len;        /* at most JOB_ID_MAX */
     const struct job_sink *sink;
     void       *cookie;
 };

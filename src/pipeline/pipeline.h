@@ -27,6 +27,7 @@
 #include "shm.h"
 
 #define JOB_INLINE   96     /* input bytes kept in the descriptor itself (no heap) */
+#define JOB_ID_MAX   64     /* the client's id of a job (SPEC §5: 1-64 bytes) */
 #define REPLY_INLINE 72     /* payload bytes carried in the reply record */
 #define WORKER_MAX   1280   /* cpu workers + io threads; worker ids 1..WORKER_MAX */
 
@@ -52,6 +53,8 @@ struct job_desc {
     int64_t  deadline_ns;   /* CLOCK_MONOTONIC */
     int64_t  enqueued_ns;
     uint64_t handle;        /* the handle this descriptor was last pushed under */
+    uint8_t  id_len;        /* the client's id, for handlers (0: none, raw mode) */
+    char     id[JOB_ID_MAX];
     /* Written by the front while the job runs; read by the worker. */
     _Atomic uint32_t cancel;  /* enum job_cancel */
     _Atomic uint32_t wake;    /* futex: bumped on cancel and on stream ack */

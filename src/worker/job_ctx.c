@@ -188,6 +188,18 @@ const char *wsjob_option(wsjob_ctx *ctx, const char *name, unsigned index)
 
 int job_ctx_type(const wsjob_ctx *ctx) { return ctx->job->type; }
 uint64_t job_ctx_handle(const wsjob_ctx *ctx) { return ctx->handle; }
+
+void job_ctx_id(const wsjob_ctx *ctx, char buf[JOB_ID_MAX + 1])
+{
+    /* Stable while the job runs: written before its handle was pushed. */
+    size_t n = ctx->job->id_len;
+    if (n == 0) {
+        snprintf(buf, JOB_ID_MAX + 1, "%016llx", (unsigned long long)ctx->handle);
+        return;
+    }
+    memcpy(buf, ctx->job->id, n);
+    buf[n] = 0;
+}
 struct job_desc *job_ctx_job(const wsjob_ctx *ctx) { return ctx->job; }
 int job_ctx_failed(const wsjob_ctx *ctx) { return ctx->err != JE_NONE; }
 

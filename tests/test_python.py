@@ -6,11 +6,20 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
 
 from harness import ROOT, SLOW, WSJOBD, Daemon, collect, jobs_conn, run, submit_msg
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 EXAMPLES = os.path.join(ROOT, "src", "handlers", "examples")
 PYJOBS = os.path.join(ROOT, "tests", "pyjobs")
@@ -378,6 +387,45 @@ class Exec(unittest.TestCase):
                 kids = subprocess.run(["ps", "--ppid", str(wpid), "-o", "stat="],
                                       capture_output=True, encoding="utf-8").stdout.split()
                 self.assertEqual(kids, [], "children of worker %d" % wpid)
+
+
+    # Hostile executables and functions: input the child never reads,
+    # output that never ends, an output over --max-message.  The worker
+    # holds at most --max-message of output; each job gets one answer.
+
+    def test_a_child_that_never_reads_its_input_does_not_hang_the_worker(self):
+        deaf = self.script("deaf", "sleep 0.2; echo ok\n")
+        with Daemon("--exec", "deaf=" + deaf, cpu_workers=1) as d:
+            t0 = time.monotonic()
+            _, f = run(one(d, "deaf", "y" * (900 << 10), timeout_ms=10000))
+            self.assertEqual((f["event"], f["output"]), ("done", "ok\n"), f)
+            self.assertLess(time.monotonic() - t0, 5)
+            _, f = run(one(d, "deaf", ""))              # the worker goes on
+            self.assertEqual(f["event"], "done")
+
+    def test_endless_output_is_too_large_and_the_child_is_stopped(self):
+        endless = self.script("endless", "exec yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n")
+        with Daemon("--exec", "endless=" + endless, "--max-message", "1M", cpu_workers=1) as d:
+            pid = d.worker_pids()[0]
+            before = rss_kib(pid)
+            _, f = run(one(d, "endless", "", timeout_ms=20000))
+            grown = (rss_kib(pid) - before) / 1024
+            print("endless output: %s, worker RSS growth %.1f MiB" % (f.get("code"), grown),
+                  file=sys.stderr)
+            self.assertEqual((f["event"], f["code"]), ("error", "too_large"), f)
+            self.assertLess(grown, 16 + (64 if SLOW else 0))   # 1 MiB of output, then stop
+            time.sleep(0.5)
+            left = subprocess.run(["pgrep", "-f", "yes xxxxxxxx"], capture_output=True)
+            self.assertEqual(left.stdout, b"", "the endless child was left running")
+            _, f = run(one(d, "endless", "", timeout_ms=20000))
+            self.assertEqual(f["code"], "too_large")         # the worker goes on
+
+    def test_a_python_output_over_max_message_is_too_large(self):
+        with Daemon(*py_args("huge=testjobs:huge"), "--max-message", "1M", cpu_workers=1) as d:
+            _, f = run(one(d, "huge", str(3 << 20)))
+            self.assertEqual((f["event"], f["code"]), ("error", "too_large"), f)
+            _, f = run(one(d, "huge", "10"))
+            self.assertEqual((f["event"], f["output"]), ("done", "x" * 10))
 
 
 if __name__ == "__main__":

@@ -76,3 +76,7 @@ def flood(data, job):
         with open(path, "w") as f:
             f.write(str(i))
         yield chunk
+
+
+def huge(data, job):
+    return b"x" * int(data)              # one output over --max-message

@@ -91,8 +91,6 @@ static int has_class(int io)
     return 0;
 }
 
-int python_types_any(void) { return ntypes > 0; }
-
 /* ---- exceptions ---- */
 
 static void log_traceback(PyObject *type, PyObject *val, PyObject *tb, const char *who)

@@ -13,7 +13,6 @@
  * a reason. */
 int python_types_register(char *const *specs, size_t n, char *const *dirs, size_t ndirs,
                           char *err, size_t errlen);
-int python_types_any(void);
 
 /* In the front, at start-up: forks a child that starts Python (as `user`
  * when running as root) and imports every module, and waits for it.  0, or

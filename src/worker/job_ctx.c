@@ -187,7 +187,6 @@ const char *wsjob_option(wsjob_ctx *ctx, const char *name, unsigned index)
 }
 
 int job_ctx_type(const wsjob_ctx *ctx) { return ctx->job->type; }
-uint64_t job_ctx_handle(const wsjob_ctx *ctx) { return ctx->handle; }
 
 void job_ctx_id(const wsjob_ctx *ctx, char buf[JOB_ID_MAX + 1])
 {

@@ -23,7 +23,6 @@ void job_run(struct pipeline *p, uint16_t wid, uint64_t handle,
  * the cancel word and the deadline), and whether an error was recorded
  * through wsjob_fail(). */
 int job_ctx_type(const wsjob_ctx *ctx);
-uint64_t job_ctx_handle(const wsjob_ctx *ctx);
 /* The job's id as handlers see it: the client's id on /jobs; on /run/TYPE,
  * where clients give none, this run's handle as 16 hex digits.  Written
  * into buf (NUL-terminated, at most JOB_ID_MAX bytes before the NUL). */

@@ -552,7 +552,11 @@ class SharedMemoryBudget(unittest.TestCase):
                     w.write(zero_masked_frame(2, p))
                 await asyncio.sleep(3)
                 st = d.stats()
-                self.assertEqual(st["memory"]["reached"], 1, st["memory"])
+                # The budget was reached and the connection paused; whether
+                # it is reached at this instant depends on how much output
+                # the kernel has taken meanwhile (reading resumes under 90 %).
+                self.assertGreaterEqual(st["memory"]["paused_total"], 1, st["memory"])
+                self.assertGreater(st["memory"]["used_max"], st["memory"]["budget"], st["memory"])
                 # Past it nothing more is admitted: the rest waits unread
                 # (the jobs in flight when it was reached still add output).
                 self.assertLess(st["jobs"]["submitted_total"], n, st["jobs"])

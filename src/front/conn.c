@@ -22,6 +22,7 @@
 #include "front/conn_accept.h"
 #include "front/conn_parts.h"
 #include "front/linger.h"
+#include "front/stats.h"
 #include "front/tls_conn.h"
 #include "wire/ws_frame.h"
 
@@ -375,6 +376,7 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
         f->all->prev = c;
     f->all = c;
     f->conns.open++;
+    stats_lag_wake();
     if (tls)
         f->conns.tls_open++;
     if (budget_hook(c) < 0) {

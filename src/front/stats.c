@@ -5,7 +5,11 @@
  * or the process not being scheduled).  Resolution is the clock's (ns)
  * bounded by libevent's timer precision (µs, epoll_wait's ms rounded up
  * means lateness under 1 ms can come from the kernel as well).  Samples go
- * into one histogram per 10 s slice; the last six slices make "last 60 s". */
+ * into one histogram per 10 s slice; the last six slices make "last 60 s".
+ *
+ * With no connection open the loop has nothing to be late for, and a 20 ms
+ * timer would be the only thing waking an idle daemon (50 wake-ups a
+ * second): the sampler stops re-arming and the next connection restarts it. */
 #include "front/stats.h"
 
 #include <event2/event.h>
@@ -27,12 +31,21 @@
 
 static struct {
     struct event *ev;
+    const struct front *f;
+    int asleep;
     int64_t expected_ns;
     struct histogram slice[SLICES];
     int64_t slice_start_ns[SLICES];
     unsigned cur;
     struct histogram total;
 } lag;
+
+static void lag_arm(int64_t now)
+{
+    lag.expected_ns = now + (int64_t)LAG_PERIOD_MS * 1000000;
+    struct timeval tv = tv_from_ms(LAG_PERIOD_MS);
+    event_add(lag.ev, &tv);
+}
 
 static void lag_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -48,9 +61,19 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     }
     hist_record(&lag.slice[lag.cur], late_us);
     hist_record(&lag.total, late_us);
-    lag.expected_ns = now + (int64_t)LAG_PERIOD_MS * 1000000;
-    struct timeval tv = tv_from_ms(LAG_PERIOD_MS);
-    event_add(lag.ev, &tv);
+    if (lag.f->conns.open == 0) {
+        lag.asleep = 1;
+        return;
+    }
+    lag_arm(now);
+}
+
+void stats_lag_wake(void)
+{
+    if (!lag.ev || !lag.asleep)
+        return;
+    lag.asleep = 0;
+    lag_arm(shm_now_ns());
 }
 
 int stats_start(struct front *f)
@@ -58,12 +81,12 @@ int stats_start(struct front *f)
     lag.ev = evtimer_new(f->base, lag_cb, NULL);
     if (!lag.ev)
         return -1;
+    lag.f = f;
     int64_t now = shm_now_ns();
     for (unsigned i = 0; i < SLICES; i++)
         lag.slice_start_ns[i] = now;
-    lag.expected_ns = now + (int64_t)LAG_PERIOD_MS * 1000000;
-    struct timeval tv = tv_from_ms(LAG_PERIOD_MS);
-    return event_add(lag.ev, &tv);
+    lag_arm(now);
+    return 0;
 }
 
 void stats_stop(void)

@@ -12,6 +12,8 @@ struct front;
 /* Starts the lag sampler on the front's loop.  0 or -1. */
 int stats_start(struct front *f);
 void stats_stop(void);
+/* A connection opened: sample the loop's lag again if the sampler slept. */
+void stats_lag_wake(void);
 
 void stats_json(struct front *f, struct jout *j);
 void stats_metrics(struct front *f, struct jout *j);

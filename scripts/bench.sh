@@ -241,14 +241,29 @@ start_yardstick() {
     YPORT=$(sed -n 's/^port //p' "$work/echo.port")
 }
 
+# sweep_ping W: a quiet client pinging 100 times a second during the step's
+# measured 3 s (it starts after the step's warm-up).
+sweep_ping() {
+    sleep 0.7
+    bench "sweep ping during sha256 ${1}w 64x1" --ping --rate 100 -d 2
+}
+
 sweep_cases() {
-    local w c input="{\"data\":\"abc\",\"rounds\":$SHA_ROUNDS}" expect shape
+    local w c input="{\"data\":\"abc\",\"rounds\":$SHA_ROUNDS}" expect shape ping_pid
     for w in 1 2; do
         start_daemon --cpu-workers "$w"
         expect=$("$WSJOB" --url "$URL" submit sha256 "$input")
         for c in $SWEEP_CLIENTS; do
+            # The largest step also measures a quiet client's ping beside it:
+            # the front must stay responsive while every worker is saturated.
+            ping_pid=""
+            if [ "$c" = 64 ]; then
+                sweep_ping "$w" &
+                ping_pid=$!
+            fi
             bench "sweep sha256 ${w}w ${c}x1" --raw sha256 --input "$input" --expect "$expect" \
                 -c "$c" -p 1 -d 3 --warmup 0.5
+            [ -n "$ping_pid" ] && wait "$ping_pid"
         done
         bench "sweep sha256 ${w}w 8x8" --raw sha256 --input "$input" --expect "$expect" \
             -c 8 -p 8 -d 3 --warmup 0.5
@@ -276,6 +291,8 @@ sweep_table() {
             l="$l ${c}x1 $(line_of "sweep sha256 ${w}w ${c}x1" | field jobs_per_s)"
         done
         row "sweep sha256 r$SHA_ROUNDS ${w}w (jobs/s)" "$l  8x8 $(line_of "sweep sha256 ${w}w 8x8" | field jobs_per_s)"
+        a=$(line_of "sweep ping during sha256 ${w}w 64x1")
+        [ -n "$a" ] && row "  ping rtt during ${w}w 64x1" "p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us"
     done
     for c in 1x1 10x1 50x1 50x16; do
         a=$(line_of "sweep echo $c")

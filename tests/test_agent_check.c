@@ -26,7 +26,9 @@ START_TEST(weight_is_the_free_share_of_the_fullest_resource)
     ck_assert_str_eq(answer(20, 0, 0, &high), "ready 80%\n");
     ck_assert_str_eq(answer(0, 35, 0, &high), "ready 65%\n");
     ck_assert_str_eq(answer(10, 5, 500, &high), "ready 50%\n");
-    ck_assert_str_eq(answer(0, 0, 1, &high), "ready 99%\n");   /* 99.9: rounded down */
+    ck_assert_str_eq(answer(0, 0, 1, &high), "ready 100%\n");   /* 99.9: to the nearest */
+    ck_assert_str_eq(answer(0, 0, 5, &high), "ready 100%\n");   /* 99.5: half up */
+    ck_assert_str_eq(answer(0, 0, 6, &high), "ready 99%\n");
     ck_assert_int_eq(high, 0);
 }
 END_TEST
@@ -67,8 +69,8 @@ START_TEST(exact_at_the_marks_with_a_small_ring)
     struct agent_load l = { .capacity = { 8, 8 }, .max_connections = 10000 };
     int high = 0;
     uint32_t depths[] = { 7, 8, 7, 6, 5, 7 };
-    const char *want[] = { "ready 12%\n", "drain\n", "drain\n", "drain\n", "ready 37%\n",
-                           "ready 12%\n" };
+    const char *want[] = { "ready 13%\n", "drain\n", "drain\n", "drain\n", "ready 38%\n",
+                           "ready 13%\n" };
     for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
         l.depth[0] = depths[i];
         agent_answer(&l, &high, line);

@@ -639,10 +639,12 @@ START_TEST(cross_field_checks)
     ck_assert_str_eq(err, "wsjobd: --listen: 0.0.0.0:80 is already a listener");
     ck_assert_int_eq(PARSE(&c, "--listen", "127.0.0.1:80", "--listen", "[::1]:80",
                            "--listen", "127.0.0.1:81"), CONFIG_OK);
+    config_free(&c);
     /* Port 0 is the kernel's choice, per socket: no clash. */
     ck_assert_int_eq(PARSE(&c, "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"),
                      CONFIG_OK);
     ck_assert_uint_eq(c.agent_listen.n, 1);
+    config_free(&c);
     ck_assert_int_eq(PARSE(&c, "--tls-listen", "[::1]:443", "--tls-cert", cert, "--tls-key", key,
                            "--agent-listen", "[::1]:443"), CONFIG_ERR);
     ck_assert_str_eq(err, "wsjobd: --agent-listen: [::1]:443 is already a listener");

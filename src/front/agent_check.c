@@ -57,7 +57,10 @@ size_t agent_answer(const struct agent_load *load, int *high, char *buf)
     for (int i = 0; i < 3; i++) {
         if (of[i] == 0)
             continue;
-        unsigned w = used[i] >= of[i] ? 0 : (unsigned)(100 * (of[i] - used[i]) / of[i]);
+        /* 100 x the free share, to the nearest (one connection of 10000
+         * is not worth a point) */
+        unsigned w = used[i] >= of[i] ? 0
+                   : (unsigned)((200 * (of[i] - used[i]) + of[i]) / (2 * of[i]));
         weight = w < weight ? w : weight;
         any_high |= 10 * used[i] >= HIGH_TENTHS * of[i];
         all_low &= 4 * used[i] < LOW_QUARTERS * of[i];

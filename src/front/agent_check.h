@@ -11,8 +11,8 @@
  *   "drain" while shutting down (SIGTERM), and from the moment L reaches
  *             90% until it falls below 75% again (hysteresis: a load
  *             hovering at the mark does not flap the server in and out)
- *   "ready N%" otherwise, N = 100 x (1 - L) rounded down: 10 to 100,
- *             since from L = 90% on the answer is "drain"
+ *   "ready N%" otherwise, N = 100 x (1 - L) to the nearest whole: 10 to
+ *             100, since from L = 90% on the answer is "drain"
  *
  * HAProxy takes N as a share of the server's configured weight (so give
  * the server line `weight 100`: 1 x 80% rounds to 0, which is a drain). */

@@ -40,7 +40,7 @@ struct agent_check {
     struct event *resume_ev;   /* accepting again after EMFILE */
     int port;
     int high;                  /* past the high-water mark (hysteresis) */
-    int enabled;               /* accepting (after start-up, below AGENT_MAX) */
+    int enabled;               /* started: accepting whenever below AGENT_MAX */
     unsigned lingering;        /* answers not yet closed, <= AGENT_MAX */
     uint64_t answers, drains;
     unsigned weight;           /* of the last answer, 0 for drain */

@@ -5,6 +5,7 @@ import contextlib
 import hashlib
 import signal
 import socket
+import sys
 import time
 import unittest
 
@@ -267,6 +268,8 @@ class BehindHAProxy(unittest.TestCase):
                     for a, b in zip(after, before)]
         sessions = [int(hp_after["wsjobd%d" % i]["stot"]) - int(hp_before["wsjobd%d" % i]["stot"])
                     for i in (1, 2, 3)]
+        print("%d connections through HAProxy: jobs per instance %s, connections accepted %s"
+              % (n, jobs, accepted), file=sys.stderr)
         self.assertEqual(sum(jobs), n, (jobs, accepted, sessions))
         # One WebSocket, one session, one job, on the same instance; the
         # instance also accepted HAProxy's health checks and our /stats.

@@ -54,7 +54,7 @@ start_daemon() {
     DPID=$!
     pids="$pids $DPID"
     for i in $(seq 100); do
-        if grep -q ready "$log" && grep -q '(port [0-9]*)' "$log"; then
+        if grep -q ' ready: ' "$log" && grep -q '(port [0-9]*)' "$log"; then
             URL=ws://127.0.0.1:$(sed -n 's/.*(port \([0-9]*\)).*/\1/p' "$log" | head -1)
             return 0
         fi

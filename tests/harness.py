@@ -26,6 +26,10 @@ PLUGINS = os.path.join(BUILD, "plugins")
 SLOW = os.path.basename(os.path.normpath(BUILD)) != "build"
 
 PORT_RE = re.compile(rb"\(port (\d+)\)")
+AGENT_PORT_RE = re.compile(rb"agent check on \S+ \(port (\d+)\)")
+# The line "wsjobd VERSION ready: ..."; a bare "ready" would also match
+# "Address already in use".
+READY = b" ready: "
 
 
 class Daemon:
@@ -38,6 +42,7 @@ class Daemon:
         self.preexec = None   # run in the child before exec (limits)
         self.proc = None
         self.port = None
+        self.agent_port = None   # with --agent-listen
         self.log = b""
 
     def start(self, timeout=10):
@@ -51,8 +56,10 @@ class Daemon:
         deadline = time.time() + timeout
         while time.time() < deadline:
             m = PORT_RE.search(self.log)
-            if m and b"ready" in self.log:
+            if m and READY in self.log:
                 self.port = int(m.group(1))
+                a = AGENT_PORT_RE.search(self.log)
+                self.agent_port = int(a.group(1)) if a else None
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError("wsjobd exited %d: %s" % (self.proc.returncode, self.log.decode()))
@@ -84,6 +91,19 @@ class Daemon:
         status, body = self.http("/stats")
         assert status == 200, status
         return json.loads(body)
+
+    def agent(self, send=b"", timeout=5):
+        """Asks the agent-check port, as HAProxy does: connect, optionally
+        send (agent-send), read to the close.  Returns the bytes."""
+        with socket.create_connection(("127.0.0.1", self.agent_port), timeout=timeout) as s:
+            if send:
+                s.sendall(send)
+            data = b""
+            while True:
+                chunk = s.recv(256)
+                if not chunk:
+                    return data
+                data += chunk
 
     def worker_pids(self, cls="cpu"):
         return sorted({w["pid"] for w in self.stats()["workers"] if w["class"] == cls and w["pid"]})

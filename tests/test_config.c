@@ -602,6 +602,12 @@ START_TEST(config_file_errors_give_file_and_line)
     expect_file_error("listen = 127.0.0.1:9000\nlisten = 127.0.0.1:9001\n"
                       "tls-listen = 127.0.0.1:9001\n",
                       "3: tls-listen: 127.0.0.1:9001 is already a listener");
+    expect_file_error("listen = 127.0.0.1:9000\nagent-listen = 127.0.0.1:9000\n",
+                      "2: agent-listen: 127.0.0.1:9000 is already a listener");
+    expect_file_error("agent-listen = 127.0.0.1:9000\nagent-listen = 127.0.0.1:9001\n",
+                      "2: agent-listen: already set on line 1");
+    expect_file_error("agent-listen = 127.0.0.1\n",
+                      "1: agent-listen: expected ADDR:PORT, got '127.0.0.1'");
 }
 END_TEST
 
@@ -633,6 +639,15 @@ START_TEST(cross_field_checks)
     ck_assert_str_eq(err, "wsjobd: --listen: 0.0.0.0:80 is already a listener");
     ck_assert_int_eq(PARSE(&c, "--listen", "127.0.0.1:80", "--listen", "[::1]:80",
                            "--listen", "127.0.0.1:81"), CONFIG_OK);
+    config_free(&c);
+    /* Port 0 is the kernel's choice, per socket: no clash. */
+    ck_assert_int_eq(PARSE(&c, "--listen", "127.0.0.1:0", "--agent-listen", "127.0.0.1:0"),
+                     CONFIG_OK);
+    ck_assert_uint_eq(c.agent_listen.n, 1);
+    config_free(&c);
+    ck_assert_int_eq(PARSE(&c, "--tls-listen", "[::1]:443", "--tls-cert", cert, "--tls-key", key,
+                           "--agent-listen", "[::1]:443"), CONFIG_ERR);
+    ck_assert_str_eq(err, "wsjobd: --agent-listen: [::1]:443 is already a listener");
 }
 END_TEST
 

@@ -56,7 +56,8 @@ class Valgrind(unittest.TestCase):
                               "--errors-for-leak-kinds=definite,indirect",
                               "--show-leak-kinds=definite,indirect", "--log-file=" + log,
                               PLAIN, "--listen", "127.0.0.1:0", "--cpu-workers", "1", "--io-threads", "2",
-                              "--fetch-allow", "127.0.0.1:%d" % fport],
+                              "--fetch-allow", "127.0.0.1:%d" % fport,
+                              "--agent-listen", "127.0.0.1:0"],
                              stderr=subprocess.PIPE)
         try:
             out = b""
@@ -68,6 +69,7 @@ class Valgrind(unittest.TestCase):
                 if m:
                     port = int(m.group(1))
             self.assertIsNotNone(port, out)
+            agent_port = int(re.search(rb"agent check on \S+ \(port (\d+)\)", out).group(1))
             threading.Thread(target=p.stderr.read, daemon=True).start()   # keep the pipe drained
             async def go():
                 ws = await websockets.connect("ws://127.0.0.1:%d/jobs" % port, ping_interval=None)
@@ -88,6 +90,10 @@ class Valgrind(unittest.TestCase):
                 raw = await websockets.connect("ws://127.0.0.1:%d/run/echo" % port, ping_interval=None)
                 await raw.send(b"bytes")
                 self.assertEqual(await raw.recv(), b"bytes")
+                r, w = await asyncio.open_connection("127.0.0.1", agent_port)
+                w.write(b"wsjobd1\n")
+                self.assertEqual(await r.read(), b"ready 100%\n")
+                w.close()
                 await ws.send(submit_msg("h", "sleep", {"ms": 60000}))
                 await asyncio.sleep(0.5)
                 # leave both open: shutdown must free them

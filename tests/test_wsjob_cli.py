@@ -58,7 +58,7 @@ class Daemon:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             found = re.findall(rb"listening on (wss?)://\S+ \(port (\d+)\)", self.log)
-            if found and b"ready" in self.log:
+            if found and b" ready: " in self.log:
                 return {k.decode(): int(v) for k, v in found}
             if self.proc.poll() is not None:
                 break

@@ -196,26 +196,40 @@ static bool same_addr(const struct netaddr *a, const struct netaddr *b)
     return a->len == b->len && port_of(a) != 0 && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
-/* Listeners are listen[] then tls_listen[]: each one is checked against all
- * that come before it. */
+/* The address of listening socket i, counting listen[], then
+ * tls_listen[], then agent_listen[]; its option and index in *o and *k. */
+static const struct netaddr *listener_at(const struct config *c, size_t i,
+                                         const struct opt_def **o, size_t *k)
+{
+    static const char *const names[] = { "listen", "tls-listen", "agent-listen" };
+    const struct config_addrs *lists[] = { &c->listen, &c->tls_listen, &c->agent_listen };
+    for (size_t l = 0; l < 3; l++) {
+        if (i < lists[l]->n) {
+            *o = cfg_find_option(names[l], strlen(names[l]));
+            *k = i;
+            return &lists[l]->v[i];
+        }
+        i -= lists[l]->n;
+    }
+    return NULL;
+}
+
+/* Each listening socket is checked against all that come before it: two
+ * binds of one address would fail at start-up with a vaguer message. */
 static int check_listeners(const struct config *c, char *err, size_t errlen)
 {
-    const struct opt_def *ol = cfg_find_option("listen", 6);
-    const struct opt_def *ot = cfg_find_option("tls-listen", 10);
-    size_t total = c->listen.n + c->tls_listen.n;
+    size_t total = c->listen.n + c->tls_listen.n + c->agent_listen.n;
+    const struct opt_def *o, *ob;
+    size_t k, kb;
     char why[160];
 
     for (size_t i = 1; i < total; i++) {
-        bool tls = i >= c->listen.n;
-        size_t k = tls ? i - c->listen.n : i;
-        const struct netaddr *a = tls ? &c->tls_listen.v[k] : &c->listen.v[i];
+        const struct netaddr *a = listener_at(c, i, &o, &k);
         for (size_t j = 0; j < i; j++) {
-            const struct netaddr *b = j < c->listen.n ? &c->listen.v[j]
-                                                      : &c->tls_listen.v[j - c->listen.n];
-            if (!same_addr(a, b))
+            if (!same_addr(a, listener_at(c, j, &ob, &kb)))
                 continue;
             snprintf(why, sizeof why, "%s is already a listener", a->text);
-            return fail_entry(c, tls ? ot : ol, k, err, errlen, why);
+            return fail_entry(c, o, k, err, errlen, why);
         }
     }
     return CONFIG_OK;

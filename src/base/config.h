@@ -72,6 +72,8 @@ struct config {
     struct config_strs  python;         /* TYPE=MODULE:FUNCTION[,io], syntax checked */
     struct config_strs  python_path;    /* directories */
     struct config_strs  exec;           /* TYPE=PATH[,io][,lines], PATH executable */
+    struct config_addrs agent_listen;   /* at most one: HAProxy's agent check;
+                                           empty: none */
     struct config_cidrs stats_allow;    /* default 127.0.0.0/8, ::1/128 */
     char *auth_token;                   /* NULL: no token needed */
     struct config_strs  allow_origin;   /* empty: any Origin */

@@ -235,6 +235,9 @@ const struct opt_def cfg_options[] = {
     { "exec", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(exec), 0, 0, check_exec,
       {NULL}, "TYPE=PATH[,io][,lines]", "a job type run by an executable: input on\n"
       "stdin, output from stdout, repeatable" },
+    { "agent-listen", 0, K_ADDRS, F_RESTART, FIELD(agent_listen), 0, 0, NULL, {NULL},
+      "ADDR:PORT", "HAProxy agent-check port: each connection gets\n"
+      "one line, ready N% or drain, then the close" },
     { "stats-allow", 0, K_CIDRS, F_REPEAT, FIELD(stats_allow), 0, 0, NULL,
       {"127.0.0.0/8", "::1/128"}, "CIDR",
       "who may read /stats and /metrics, repeatable;\n"

@@ -14,6 +14,7 @@
 struct event_base;
 struct supervisor;
 struct conn;
+struct agent_check;
 
 struct front_counters {
     uint64_t open, accepted_total, rejected_total, tls_open;
@@ -41,6 +42,7 @@ struct front {
     struct pipeline   *p;
     struct dispatch   *d;
     struct supervisor *sup;
+    struct agent_check *agent;     /* NULL without --agent-listen */
     struct front_counters conns;
     struct jout        scratch;    /* one event at a time is formatted here */
     int                shutting_down;

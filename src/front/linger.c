@@ -26,6 +26,8 @@ struct lingering {
     struct bufferevent *bev;    /* owned: freed (fd closed) at the end */
     struct event deadline;
     struct lingering *prev, *next;
+    void (*ended)(void *arg);   /* told once the socket is closed, or NULL */
+    void *arg;
     uint8_t shut;               /* all sent, our FIN is out */
 };
 
@@ -43,7 +45,11 @@ static void linger_end(struct lingering *l)
     n_all--;
     evtimer_del(&l->deadline);
     bufferevent_free(l->bev);
+    void (*ended)(void *) = l->ended;
+    void *arg = l->arg;
     free(l);
+    if (ended)
+        ended(arg);
 }
 
 static void shut(struct lingering *l)
@@ -85,6 +91,11 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 
 int linger_start(struct bufferevent *bev)
 {
+    return linger_start_notify(bev, NULL, NULL);
+}
+
+int linger_start_notify(struct bufferevent *bev, void (*ended)(void *arg), void *arg)
+{
     struct event_base *base = bufferevent_get_base(bev);
     if (n_all >= LINGER_MAX || bufferevent_getfd(bev) < 0 ||
         event_base_got_exit(base) || event_base_got_break(base))
@@ -93,6 +104,8 @@ int linger_start(struct bufferevent *bev)
     if (!l)
         return -1;
     l->bev = bev;
+    l->ended = ended;
+    l->arg = arg;
     evtimer_assign(&l->deadline, base, deadline_cb, l);
     struct timeval tv = tv_from_ms(LINGER_MS);
     if (evtimer_add(&l->deadline, &tv) < 0) {

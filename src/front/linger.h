@@ -1,5 +1,6 @@
 /* linger.h — the lingering close every connection the front ends goes
- * through: plain and TLS connections, and sockets refused at accept. */
+ * through: plain and TLS connections, sockets refused at accept, and the
+ * agent check's answers. */
 #ifndef WSJOBD_LINGER_H
 #define WSJOBD_LINGER_H
 
@@ -11,6 +12,10 @@ struct bufferevent;
  * no linger can be had (too many at once, the loop is ending, no memory):
  * bev stays the caller's, to free at once. */
 int linger_start(struct bufferevent *bev);
+
+/* linger_start(), and ended(arg) is called once the socket is closed
+ * (also from linger_end_all), so a caller can bound its own lingerers. */
+int linger_start_notify(struct bufferevent *bev, void (*ended)(void *arg), void *arg);
 
 /* Ends every linger now (shutdown: nothing would run them any more). */
 void linger_end_all(void);

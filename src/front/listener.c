@@ -101,7 +101,7 @@ static void error_cb(struct evconnlistener *el, void *arg)
     event_add(ls->resume_ev, &tv);
 }
 
-static int bind_one(const struct netaddr *a, int backlog, char *err, size_t errlen)
+int listener_bind(const struct netaddr *a, int backlog, char *err, size_t errlen)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -121,7 +121,7 @@ static int bind_one(const struct netaddr *a, int backlog, char *err, size_t errl
     return fd;
 }
 
-static int bound_port(int fd)
+int listener_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -151,7 +151,7 @@ static int add(struct listeners *ls, int fd, int tls, char *err, size_t errlen)
     }
     evconnlistener_set_error_cb(el, error_cb);
     if (!ls->port)
-        ls->port = bound_port(fd);
+        ls->port = listener_port(fd);
     ls->tls[ls->n] = tls;
     ls->l[ls->n++] = el;
     return 0;
@@ -172,7 +172,7 @@ static int open_activated(struct listeners *ls, int n, char *err, size_t errlen)
         }
         if (add(ls, fd, tls, err, errlen) < 0)
             return -1;
-        log_info("listening on activated socket %d (port %d)%s", fd, bound_port(fd), tls ? " (tls)" : "");
+        log_info("listening on activated socket %d (port %d)%s", fd, listener_port(fd), tls ? " (tls)" : "");
     }
     if (names) {
         for (int i = 0; i < n; i++)
@@ -201,11 +201,11 @@ struct listeners *listeners_open(struct front *f, char *err, size_t errlen)
     for (int tls = 0; tls < 2; tls++) {
         const struct config_addrs *as = tls ? &c->tls_listen : &c->listen;
         for (size_t i = 0; i < as->n; i++) {
-            int fd = bind_one(&as->v[i], (int)c->backlog, err, errlen);
+            int fd = listener_bind(&as->v[i], (int)c->backlog, err, errlen);
             if (fd < 0 || add(ls, fd, tls, err, errlen) < 0)
                 goto fail;
             log_info("listening on %s%s (port %d)", tls ? "wss://" : "ws://",
-                     as->v[i].text, bound_port(fd));
+                     as->v[i].text, listener_port(fd));
         }
     }
     return ls;

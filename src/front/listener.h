@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 struct front;
+struct netaddr;
 struct listeners;
 
 /* Binds every --listen address (or takes systemd's sockets when
@@ -17,6 +18,13 @@ void listeners_enable(struct listeners *l);
 
 /* Closes every listening socket at once: new connections are refused. */
 void listeners_close(struct listeners *l);
+
+/* A listening TCP socket (non-blocking, close-on-exec) bound to a; [::]
+ * means IPv6 only.  The fd, or -1 with a reason. */
+int listener_bind(const struct netaddr *a, int backlog, char *err, size_t errlen);
+
+/* The local port of a bound socket (what port 0 became), or 0. */
+int listener_port(int fd);
 
 /* The port bound by the first listener (tests bind port 0). */
 int listeners_first_port(const struct listeners *l);

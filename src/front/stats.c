@@ -20,6 +20,7 @@
 #include "base/config.h"
 #include "base/histogram.h"
 #include "base/timeval.h"
+#include "front/agent_check.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
@@ -152,6 +153,24 @@ static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now
     jout_lit(j, "}");
 }
 
+/* "agent":{...}, — port 0 and last null without --agent-listen. */
+static void agent_json(struct jout *j, const struct front *f)
+{
+    struct agent_counts ac;
+    agent_check_counts(f->agent, &ac);
+    jout_lit(j, "\"agent\":{");
+    kv(j, "port", (uint64_t)ac.port, 1);
+    kv(j, "answers_total", ac.answers_total, 1);
+    kv(j, "drain_total", ac.drain_total, 1);
+    kv(j, "lingering", ac.lingering, 1);
+    jout_lit(j, "\"last\":");
+    if (ac.last[0])
+        jout_str(j, ac.last, strlen(ac.last));
+    else
+        jout_lit(j, "null");
+    jout_lit(j, "},");
+}
+
 void stats_json(struct front *f, struct jout *j)
 {
     const struct dispatch_stats *st = dispatch_stats(f->d);
@@ -198,6 +217,7 @@ void stats_json(struct front *f, struct jout *j)
     }
     jout_lit(j, "],");
     kv(j, "workers_restarted_total", supervisor_restarts(f->sup), 1);
+    agent_json(j, f);
     jout_lit(j, "\"jobs\":{");
     kv(j, "submitted_total", st->submitted, 1);
     kv(j, "done_total", st->done, 1);
@@ -321,6 +341,13 @@ void stats_metrics(struct front *f, struct jout *j)
     metric(j, "workers_busy", "class=\"io\"", busy[CLASS_IO]);
     one(j, "workers_restarted_total", "counter", "Worker processes forked again after one ended.",
         supervisor_restarts(f->sup));
+    struct agent_counts ac;
+    agent_check_counts(f->agent, &ac);
+    metric_head(j, "agent_answers_total", "counter", "Lines the agent-check port answered.");
+    metric(j, "agent_answers_total", "answer=\"ready\"", ac.answers_total - ac.drain_total);
+    metric(j, "agent_answers_total", "answer=\"drain\"", ac.drain_total);
+    one(j, "agent_weight_percent", "gauge", "N of the agent's last ready N% (0 after drain).",
+        ac.weight);
     one(j, "jobs_submitted_total", "counter", "Jobs admitted.", st->submitted);
     one(j, "jobs_cancelled_total", "counter", "Jobs cancelled.", st->cancelled);
     one(j, "jobs_timeout_total", "counter", "Jobs past their deadline.", st->timeouts);

@@ -14,6 +14,7 @@
 #include "base/config.h"
 #include "base/log.h"
 #include "base/timeval.h"
+#include "front/agent_check.h"
 #include "front/conn_accept.h"
 #include "front/front.h"
 #include "front/linger.h"
@@ -94,7 +95,8 @@ static void begin_shutdown(void)
     log_info("shutting down: %llu jobs in flight, %llu connections",
              (unsigned long long)dispatch_stats(front.d)->in_flight,
              (unsigned long long)front.conns.open);
-    /* Refuse new connections at once, so a load balancer moves on. */
+    /* Refuse new connections at once, so a load balancer moves on.  The
+     * agent port stays open until we exit: it answers "drain" meanwhile. */
     listeners_close(listeners);
     listeners = NULL;
     front.shutting_down = 1;
@@ -185,6 +187,7 @@ static void startup_cb(evutil_socket_t fd, short what, void *arg)
     if (shutdown_phase)
         return;
     listeners_enable(listeners);
+    agent_check_enable(front.agent);
     log_info("wsjobd %s ready: %u cpu workers, %u io threads, port %d", WSJOBD_VERSION,
              front.cfg->cpu_workers, front.cfg->io_threads, listeners_first_port(listeners));
     sd_notify(0, "READY=1");
@@ -275,6 +278,11 @@ static int start(void)
         fprintf(stderr, "wsjobd: %s\n", err);
         return 1;
     }
+    if (c->agent_listen.n && !(front.agent = agent_check_open(&front, &c->agent_listen.v[0],
+                                                             err, sizeof err))) {
+        fprintf(stderr, "wsjobd: --agent-listen: %s\n", err);
+        return 1;
+    }
     if (c->user && getuid() == 0 && drop_privileges(c->user) < 0)
         return 1;
     struct worker_limits lim = limits_of(c);
@@ -354,6 +362,7 @@ int main(int argc, char **argv)
     dispatch_free(front.d);
     tls_server_free();
     linger_end_all();
+    agent_check_close(front.agent);
     conn_fini(&front);
     event_base_free(front.base);
     pipeline_destroy(front.p);

@@ -31,7 +31,7 @@ endif
 PY_CFLAGS := $(shell pkg-config --cflags python3-embed | sed 's/-I/-isystem /g')
 PY_LIBS   := $(shell pkg-config --libs python3-embed)
 CFLAGS    += $(PY_CFLAGS)
-LIBS      := -levent -lmbedtls -lmbedx509 -lmbedcrypto -ljansson -lsystemd -lcurl -ldl -lm
+LIBS      := -levent -lhiredis -lmbedtls -lmbedx509 -lmbedcrypto -ljansson -lsystemd -lcurl -ldl -lm
 CHECKLIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 # Every .c in shm/ is the ring library; every .c in a folder of src/ except

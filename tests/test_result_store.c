@@ -66,7 +66,7 @@ static pid_t redis_start(int p)
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);   /* a failed test leaves no server behind */
         freopen("/dev/null", "w", stdout);
-        execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1",
+        execlp("redis-server", "redis-server", "--port", ps, "--bind", "127.0.0.1", "::1",
                "--save", "", "--appendonly", "no", "--dir", "/tmp", (char *)NULL);
         _exit(127);
     }
@@ -123,6 +123,11 @@ static int run_until(int (*pred)(void *), void *arg, int ms)
     return 1;
 }
 
+static void turn(void)
+{
+    event_base_loop(base, EVLOOP_NONBLOCK);
+}
+
 static int never(void *arg) { (void)arg; return 0; }
 static void run_for(int ms) { run_until(never, NULL, ms); }
 static int is_up(void *rs) { return result_store_up(rs); }
@@ -158,7 +163,7 @@ static void wait_key(const char *key)
 /* ---- what a follower hears ------------------------------------------------ */
 
 struct rec {
-    char   *ev[64];
+    char   *ev[256];
     size_t  n;
     int     finals;
     char   *final;
@@ -174,7 +179,7 @@ static void rec_on(void *arg, const char *json, size_t len, int final)
         r->final = strdup(json);
         return;
     }
-    ck_assert_uint_lt(r->n, 64);
+    ck_assert_uint_lt(r->n, 256);
     r->ev[r->n++] = strdup(json);
 }
 
@@ -651,6 +656,49 @@ START_TEST(redis_killed_and_restarted)
 }
 END_TEST
 
+/* Follows start while chunks stream out one per loop turn, so some start
+ * with messages arriving between their subscription and their snapshot:
+ * each must still see every chunk from its from_seq once, in order. */
+START_TEST(follows_racing_a_fast_writer)
+{
+    struct result_store *a = store("owner13"), *b = store("other13");
+    const char *h = "d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9d9";
+    enum { CHUNKS = 160, FOLLOWS = 8 };
+    struct rec r[FOLLOWS] = { 0 };
+    int from[FOLLOWS];
+    result_store_job_begin(a, h);
+    for (int s = 0; s < CHUNKS; s++) {
+        emit_chunk(a, h, s);
+        if (s % 20 == 10) {
+            int i = s / 20;
+            from[i] = s - 8 + (i % 4) * 4;           /* behind, at, ahead of the writer */
+            ck_assert_ptr_nonnull(result_store_follow(b, h, (uint64_t)from[i], rec_on, &r[i]));
+        }
+        turn();
+        turn();
+    }
+    result_store_job_final(a, h, DONE, strlen(DONE));
+    for (int i = 0; i < FOLLOWS; i++) {
+        expect_final(&r[i], DONE, 3000);
+        ck_assert_uint_eq(r[i].n, (size_t)(CHUNKS - from[i]));
+        expect_chunks(&r[i], 0, from[i], CHUNKS - 1);
+        rec_free(&r[i]);
+    }
+    result_store_free(a);
+    result_store_free(b);
+}
+END_TEST
+
+START_TEST(ipv6_address_in_brackets)
+{
+    snprintf(url, sizeof url, "redis://[::1]:%d", port);
+    struct result_store *a = store("owner14");
+    result_store_job_begin(a, "0124");
+    wait_key("wsjobd:job:0124:owner");
+    result_store_free(a);
+}
+END_TEST
+
 START_TEST(free_ends_open_follows)
 {
     struct result_store *a = store("owner12"), *b = store("other12");
@@ -695,6 +743,8 @@ static Suite *result_store_suite(void)
     tcase_add_test(t, database_number_selects_the_database);
     tcase_add_test(t, bad_database_keeps_it_down_and_says_why);
     tcase_add_test(t, free_ends_open_follows);
+    tcase_add_test(t, follows_racing_a_fast_writer);
+    tcase_add_test(t, ipv6_address_in_brackets);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
 

@@ -76,7 +76,7 @@ struct result_store *result_store_new(struct event_base *base, const char *url,
     rs->base = base;
     rs->ttl_s = ttl_s;
     snprintf(rs->instance, sizeof rs->instance, "%s", instance);
-    if (rs_link_parse_url(rs, url, err, errlen) < 0 || rs_link_init(rs, err, errlen) < 0) {
+    if (rs_url_parse(rs, url, err, errlen) < 0 || rs_link_init(rs, err, errlen) < 0) {
         free(rs);
         return NULL;
     }

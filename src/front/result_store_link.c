@@ -44,100 +44,6 @@ int64_t rs_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ---- the URL ------------------------------------------------------------- */
-
-static int parse_number(const char *s, size_t n, long max, long *out)
-{
-    if (n == 0 || n > 10)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)s[i]))
-            return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
-static int host_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 253)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.' && s[i] != '_')
-            return 0;
-    return 1;
-}
-
-static int url_error(char *err, size_t errlen, const char *url, const char *why)
-{
-    snprintf(err, errlen, "bad result store URL '%s': %s "
-             "(expected redis://HOST[:PORT][/DB])", url, why);
-    return -1;
-}
-
-int rs_link_parse_url(struct result_store *rs, const char *url, char *err, size_t errlen)
-{
-    static const char scheme[] = "redis://";
-    if (strlen(url) >= sizeof rs->url)
-        return url_error(err, errlen, "...", "too long");
-    snprintf(rs->url, sizeof rs->url, "%s", url);
-    if (strncmp(url, "rediss://", 9) == 0)
-        return url_error(err, errlen, url, "TLS to Redis is not supported");
-    if (strncmp(url, scheme, sizeof scheme - 1) != 0)
-        return url_error(err, errlen, url, "the scheme must be redis://");
-    const char *a = url + sizeof scheme - 1;
-    if (strpbrk(a, "@?#"))
-        return url_error(err, errlen, url, "user, password, query and fragment are not supported");
-
-    const char *path = strchr(a, '/');
-    size_t alen = path ? (size_t)(path - a) : strlen(a);
-    const char *port = NULL;
-    if (a[0] == '[') {
-        const char *close = memchr(a, ']', alen);
-        if (!close || close - a - 1 >= (long)sizeof rs->host)
-            return url_error(err, errlen, url, "unclosed [IPv6] address");
-        memcpy(rs->host, a + 1, (size_t)(close - a - 1));
-        rs->host[close - a - 1] = 0;
-        unsigned char bin[16];
-        if (inet_pton(AF_INET6, rs->host, bin) != 1)
-            return url_error(err, errlen, url, "not an IPv6 address in [ ]");
-        if (close + 1 < a + alen && close[1] != ':')
-            return url_error(err, errlen, url, "junk after ]");
-        port = close + 1 < a + alen ? close + 2 : NULL;
-    } else {
-        const char *colon = memchr(a, ':', alen);
-        size_t hlen = colon ? (size_t)(colon - a) : alen;
-        if (!host_name_ok(a, hlen))
-            return url_error(err, errlen, url, "no host, or a host that is not a name or an address");
-        memcpy(rs->host, a, hlen);
-        rs->host[hlen] = 0;
-        port = colon ? colon + 1 : NULL;
-    }
-
-    long v = 6379;
-    if (port && parse_number(port, (size_t)(a + alen - port), 65535, &v) < 0)
-        return url_error(err, errlen, url, "the port must be 1-65535");
-    if (v == 0)
-        return url_error(err, errlen, url, "the port must be 1-65535");
-    rs->port = (int)v;
-
-    v = 0;
-    if (path && path[1] && parse_number(path + 1, strlen(path + 1), 0x7fffffff, &v) < 0)
-        return url_error(err, errlen, url, "the path must be a database number");
-    rs->db = (int)v;
-    return 0;
-}
-
-static int host_is_numeric(const char *host)
-{
-    unsigned char bin[16];
-    return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
-}
-
 /* ---- state --------------------------------------------------------------- */
 
 static void set_state(struct result_store *rs, const char *fmt, ...)
@@ -398,11 +304,19 @@ static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
         link_fail(rs, "cannot resolve %s: %s", rs->host, evutil_gai_strerror(result));
         return;
     }
+    /* IPv4 first, as hiredis itself does for a name it resolves. */
+    const struct evutil_addrinfo *pick = res;
+    for (const struct evutil_addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+    }
     char ip[INET6_ADDRSTRLEN];
-    const void *addr = res->ai_family == AF_INET6
-        ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
-        : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    const char *text = evutil_inet_ntop(res->ai_family, addr, ip, sizeof ip);
+    const void *addr = pick->ai_family == AF_INET6
+        ? (const void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr
+        : (const void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr;
+    const char *text = evutil_inet_ntop(pick->ai_family, addr, ip, sizeof ip);
     evutil_freeaddrinfo(res);
     if (!text) {
         link_fail(rs, "cannot resolve %s: no usable address", rs->host);
@@ -471,7 +385,7 @@ int rs_link_init(struct result_store *rs, char *err, size_t errlen)
     rs->backoff_ms = RS_BACKOFF_MIN_MS;
     snprintf(rs->state_buf, sizeof rs->state_buf, "connecting");
     rs->state = rs->state_buf;
-    if (!host_is_numeric(rs->host)) {
+    if (!rs_host_is_numeric(rs->host)) {
         /* Reads resolv.conf and the hosts file now, at start-up; later
          * lookups never wait on a resolver.  Idle, it watches nothing. */
         rs->dns = evdns_base_new(rs->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |

@@ -1,7 +1,8 @@
 /* result_store_parts.h — what the result store's files share: the store
  * itself, the connection to Redis (result_store_link.c), the owner's side
- * (result_store.c), the follows (result_store_follow.c) and their tables of
- * handles (result_store_table.c).  Nothing outside those files includes it. */
+ * (result_store.c), the follows (result_store_follow.c), their tables of
+ * handles (result_store_table.c) and the URL (result_store_url.c).
+ * Nothing outside those files includes it. */
 #ifndef WSJOBD_RESULT_STORE_PARTS_H
 #define WSJOBD_RESULT_STORE_PARTS_H
 
@@ -100,8 +101,12 @@ int64_t rs_now_ms(void);
 /* Writes "wsjobd:job:HANDLE:SUFFIX" (SUFFIX "" gives the channel name). */
 void rs_job_key(char *buf, const char *handle, const char *suffix);
 
+/* result_store_url.c: sets url, host, port and db.  0, or -1 with a
+ * message in err. */
+int  rs_url_parse(struct result_store *rs, const char *url, char *err, size_t errlen);
+int  rs_host_is_numeric(const char *host);   /* an address: nothing to resolve */
+
 /* result_store_link.c */
-int  rs_link_parse_url(struct result_store *rs, const char *url, char *err, size_t errlen);
 /* Schedules the first try.  0, or -1 with a message in err. */
 int  rs_link_init(struct result_store *rs, char *err, size_t errlen);
 void rs_link_close(struct result_store *rs);  /* frees both connections for good */

@@ -16,11 +16,7 @@
  *      (no owner key and no final), worker_crashed (the owner's heartbeat
  *      key is gone and still no final), busy (the link to Redis is lost).
  *
- * CHANNELS.  Several follows of one job share one subscription: a channel
- * record counts the (UN)SUBSCRIBEs sent but not yet confirmed, and a follow
- * that joins starts its snapshot only when none is outstanding and the last
- * one sent was SUBSCRIBE — a confirmation still on its way from an earlier
- * SUBSCRIBE/UNSUBSCRIBE pair must not pass for this follow's.
+ * Several follows of one job share one subscription (result_store_chan.c).
  *
  * LIFETIME.  A follow holds a reference for its caller (dropped at the final
  * or at unfollow), one per command whose reply is awaited (hiredis answers
@@ -33,46 +29,6 @@
 
 #include "front/result_store_event.h"
 #include "front/result_store_parts.h"
-
-enum follow_state {
-    F_WAIT_SUB,                    /* channel confirmation awaited */
-    F_READING,                     /* snapshot awaited; messages queued */
-    F_LIVE,                        /* delivering messages as they come */
-    F_ENDED                        /* final delivered or unfollowed */
-};
-
-struct rs_msg {                    /* a message queued while F_READING */
-    struct rs_msg *next;
-    size_t len;
-    char   text[];
-};
-
-struct rs_chan {
-    struct rs_entry e;             /* key: the handle */
-    struct rs_follow *head;        /* follows on this channel */
-    unsigned inflight;             /* (UN)SUBSCRIBEs sent, not yet confirmed */
-    unsigned walk;                 /* the current walk's mark (next_unvisited) */
-    uint8_t  subscribed;           /* the last one sent was SUBSCRIBE */
-    uint8_t  walking;              /* being walked: chan_leave must not free it */
-};
-
-struct rs_follow {
-    struct result_store *rs;
-    struct rs_follow *prev, *next;           /* rs->follows, until ended */
-    struct rs_follow *chan_prev, *chan_next; /* chan->head, until ended */
-    struct rs_chan *chan;
-    enum follow_state state;
-    unsigned  refs;
-    uint8_t   checking;            /* an owner check is awaited */
-    unsigned  visit;               /* the mark of the last walk that saw it */
-    const char *pending_end;       /* final to give from `defer`, or NULL */
-    uint64_t  next_seq;            /* lowest chunk seq not yet delivered */
-    struct rs_msg *q_head, *q_tail;
-    void    (*on_event)(void *arg, const char *json, size_t len, int final);
-    void     *arg;
-    char      handle[RS_HANDLE_MAX + 1];
-    char      owner[RS_INSTANCE_MAX + 1];
-};
 
 #define FINAL_BUSY     "{\"event\":\"error\",\"code\":\"busy\",\"message\":\"result store unavailable\"}"
 #define FINAL_NOTFOUND "{\"event\":\"error\",\"code\":\"not_found\",\"message\":\"no such job\"}"
@@ -90,39 +46,6 @@ static void unref(struct rs_follow *f)
     free(f);
 }
 
-/* ---- channels ------------------------------------------------------------ */
-
-static void chan_forget(struct result_store *rs, struct rs_chan *c)
-{
-    rs_table_del(&rs->chans, &c->e);
-    free(c);
-}
-
-static void chan_leave(struct rs_follow *f)
-{
-    struct rs_chan *c = f->chan;
-    if (!c)
-        return;
-    if (f->chan_prev)
-        f->chan_prev->chan_next = f->chan_next;
-    else
-        c->head = f->chan_next;
-    if (f->chan_next)
-        f->chan_next->chan_prev = f->chan_prev;
-    f->chan = NULL;
-    if (c->head)
-        return;
-    if (c->subscribed) {
-        char name[RS_KEY_MAX];
-        rs_job_key(name, c->e.key, "");
-        c->subscribed = 0;
-        if (rs_link_subscribe(f->rs, name, 0) == 0)
-            c->inflight++;
-    }
-    if (c->inflight == 0 && !c->walking)
-        chan_forget(f->rs, c);
-}
-
 /* ---- ending -------------------------------------------------------------- */
 
 static void detach(struct rs_follow *f)
@@ -136,7 +59,7 @@ static void detach(struct rs_follow *f)
     if (f->next)
         f->next->prev = f->prev;
     f->prev = f->next = NULL;
-    chan_leave(f);
+    rs_chan_leave(f);
     rs->follows_active--;
 }
 
@@ -296,8 +219,10 @@ static void queue_message(struct rs_follow *f, const char *text, size_t len)
     f->q_tail = m;
 }
 
-static void on_message(struct rs_follow *f, const char *text, size_t len)
+void rs_follow_message(struct rs_follow *f, const char *text, size_t len)
 {
+    if (f->pending_end)
+        return;                    /* `defer` ends it */
     uint64_t seq = 0;
     enum rs_event_kind k = rs_event_kind(text, len, &seq);
     if (f->state == F_READING) {
@@ -313,52 +238,10 @@ static void on_message(struct rs_follow *f, const char *text, size_t len)
     }
 }
 
-/* The next follow of the channel this walk has not visited.  Callbacks may
- * end any follow, or add one, while the channel is walked, so the walk
- * starts again from the head each time rather than keep a pointer that may
- * be freed; a channel has few follows (the clients of one instance attached
- * to one job). */
-static struct rs_follow *next_unvisited(const struct rs_chan *c)
+void rs_follow_subscribed(struct rs_follow *f)
 {
-    for (struct rs_follow *f = c->head; f; f = f->chan_next)
-        if (f->visit != c->walk)
-            return f;
-    return NULL;
-}
-
-void rs_follow_channel(struct result_store *rs, const char *kind, const char *handle,
-                       const char *text, size_t len)
-{
-    struct rs_chan *c = (struct rs_chan *)rs_table_find(&rs->chans, handle);
-    if (!c)
-        return;
-    int confirm = strcmp(kind, "subscribe") == 0 || strcmp(kind, "unsubscribe") == 0;
-    if (confirm) {
-        if (c->inflight == 0 || --c->inflight > 0)
-            return;
-        if (!c->subscribed) {
-            if (!c->head)
-                chan_forget(rs, c);
-            return;
-        }
-    } else if (!text) {
-        return;
-    }
-    c->walking = 1;
-    c->walk++;
-    struct rs_follow *f;
-    while ((f = next_unvisited(c))) {
-        f->visit = c->walk;
-        if (f->pending_end)
-            continue;              /* `defer` ends it */
-        if (!confirm)
-            on_message(f, text, len);
-        else if (f->state == F_WAIT_SUB && start_read(f) < 0)
-            end_with(f, FINAL_BUSY);
-    }
-    c->walking = 0;
-    if (!c->head && !c->inflight && !c->subscribed)
-        chan_forget(rs, c);
+    if (!f->pending_end && f->state == F_WAIT_SUB && start_read(f) < 0)
+        end_with(f, FINAL_BUSY);
 }
 
 /* ---- the owner's heartbeat ----------------------------------------------- */
@@ -368,6 +251,7 @@ static void on_final_check(redisAsyncContext *ac, void *r, void *arg)
     (void)ac;
     struct rs_follow *f = arg;
     redisReply *reply = r;
+    f->checking = 0;
     if (reply && f->state == F_LIVE) {
         if (reply->type == REDIS_REPLY_STRING)
             end_follow(f, reply->str, reply->len);   /* it ended as its owner left */
@@ -382,12 +266,15 @@ static void on_owner_check(redisAsyncContext *ac, void *r, void *arg)
     struct rs_follow *f = arg;
     redisReply *reply = r;
     f->checking = 0;
+    /* Gone: its final may have been written just before it went. */
     if (reply && f->state == F_LIVE && reply->type == REDIS_REPLY_INTEGER &&
         reply->integer == 0) {
         char final[RS_KEY_MAX];
         rs_job_key(final, f->handle, "final");
-        if (redisAsyncCommand(ac, on_final_check, f, "GET %s", final) == REDIS_OK)
+        if (redisAsyncCommand(ac, on_final_check, f, "GET %s", final) == REDIS_OK) {
             f->refs++;
+            f->checking = 1;
+        }
     }
     unref(f);
 }
@@ -426,43 +313,6 @@ void rs_follow_init(struct result_store *rs)
     event_assign(&rs->defer, rs->base, -1, 0, on_defer, rs);
 }
 
-static void join(struct rs_follow *f)
-{
-    struct result_store *rs = f->rs;
-    struct rs_chan *c = (struct rs_chan *)rs_table_find(&rs->chans, f->handle);
-    if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c) {
-            f->pending_end = FINAL_BUSY;
-            return;
-        }
-        snprintf(c->e.key, sizeof c->e.key, "%s", f->handle);
-        if (rs_table_add(&rs->chans, &c->e) < 0) {
-            free(c);
-            f->pending_end = FINAL_BUSY;
-            return;
-        }
-    }
-    f->chan = c;
-    f->chan_next = c->head;
-    if (c->head)
-        c->head->chan_prev = f;
-    c->head = f;
-    if (!c->subscribed) {
-        char name[RS_KEY_MAX];
-        rs_job_key(name, f->handle, "");
-        if (rs_link_subscribe(rs, name, 1) < 0) {
-            f->pending_end = FINAL_BUSY;
-            return;
-        }
-        c->subscribed = 1;
-        c->inflight++;
-    }
-    /* Already subscribed and confirmed: nothing can fall in between. */
-    if (c->inflight == 0 && start_read(f) < 0)
-        f->pending_end = FINAL_BUSY;
-}
-
 struct rs_follow *result_store_follow(struct result_store *rs, const char *handle,
         uint64_t from_seq,
         void (*on_event)(void *arg, const char *json, size_t len, int final),
@@ -493,7 +343,10 @@ struct rs_follow *result_store_follow(struct result_store *rs, const char *handl
         f->pending_end = FINAL_BUSY;
     else {
         snprintf(f->handle, sizeof f->handle, "%s", handle);
-        join(f);
+        int ready = rs_chan_join(f);
+        /* Already subscribed and confirmed: nothing can fall in between. */
+        if (ready < 0 || (ready == 1 && start_read(f) < 0))
+            f->pending_end = FINAL_BUSY;
     }
     if (f->pending_end)
         event_active(&rs->defer, EV_TIMEOUT, 1);
@@ -502,8 +355,8 @@ struct rs_follow *result_store_follow(struct result_store *rs, const char *handl
 
 void result_store_unfollow(struct rs_follow *f)
 {
-    /* Only from inside its own callback can a caller still hold an ended
-     * follow (the reference the walk holds keeps it allocated). */
+    /* Inside its own final callback a follow is ended but still allocated:
+     * unfollow there does nothing. */
     if (f->state == F_ENDED)
         return;
     detach(f);
@@ -512,18 +365,13 @@ void result_store_unfollow(struct rs_follow *f)
 
 /* ---- the link goes ------------------------------------------------------- */
 
-static void forget_chan(struct rs_entry *e, void *arg)
-{
-    chan_forget(arg, (struct rs_chan *)e);
-}
-
 static void end_all(struct result_store *rs, const char *final)
 {
     while (rs->follows)
         end_with(rs->follows, final);
     /* The subscriptions went with the connection: forget them all, with
      * their confirmations still owed. */
-    rs_table_each(&rs->chans, forget_chan, rs);
+    rs_chan_forget_all(rs);
 }
 
 void rs_follow_link_lost(struct result_store *rs)

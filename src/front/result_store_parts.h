@@ -1,7 +1,8 @@
 /* result_store_parts.h — what the result store's files share: the store
  * itself, the connection to Redis (result_store_link.c), the owner's side
- * (result_store.c), the follows (result_store_follow.c), their tables of
- * handles (result_store_table.c) and the URL (result_store_url.c).
+ * (result_store.c), the follows (result_store_follow.c) and their
+ * channels (result_store_chan.c), the tables of handles
+ * (result_store_table.c) and the URL (result_store_url.c).
  * Nothing outside those files includes it. */
 #ifndef WSJOBD_RESULT_STORE_PARTS_H
 #define WSJOBD_RESULT_STORE_PARTS_H
@@ -119,15 +120,62 @@ void rs_owner_tick(struct result_store *rs);
 void rs_owner_up(struct result_store *rs);
 void rs_on_cancel_message(struct result_store *rs, const char *handle);
 
-/* result_store_follow.c: called by the link and the store */
+/* ---- follows (result_store_follow.c) and their channels
+ * (result_store_chan.c) ------------------------------------------------- */
+
+enum follow_state {
+    F_WAIT_SUB,                    /* channel confirmation awaited */
+    F_READING,                     /* snapshot awaited; messages queued */
+    F_LIVE,                        /* delivering messages as they come */
+    F_ENDED                        /* final delivered or unfollowed */
+};
+
+struct rs_msg {                    /* a message queued while F_READING */
+    struct rs_msg *next;
+    size_t len;
+    char   text[];
+};
+
+struct rs_chan;
+
+struct rs_follow {
+    struct result_store *rs;
+    struct rs_follow *prev, *next;           /* rs->follows, until ended */
+    struct rs_follow *chan_prev, *chan_next; /* its channel's, until ended */
+    struct rs_chan *chan;
+    unsigned  visit;               /* the mark of the channel's last walk */
+    enum follow_state state;
+    unsigned  refs;                /* see result_store_follow.c, LIFETIME */
+    uint8_t   checking;            /* an owner check is awaited */
+    const char *pending_end;       /* final to give from `defer`, or NULL */
+    uint64_t  next_seq;            /* lowest chunk seq not yet delivered */
+    struct rs_msg *q_head, *q_tail;
+    void    (*on_event)(void *arg, const char *json, size_t len, int final);
+    void     *arg;
+    char      handle[RS_HANDLE_MAX + 1];
+    char      owner[RS_INSTANCE_MAX + 1];
+};
+
+/* result_store_follow.c */
 void rs_follow_init(struct result_store *rs);
 void rs_follow_tick(struct result_store *rs);
-/* A (un)subscribe confirmation or a message on a job channel. */
-void rs_follow_channel(struct result_store *rs, const char *kind, const char *handle,
-                       const char *text, size_t len);
 /* The link was lost: every follow ends (busy), every channel is forgotten. */
 void rs_follow_link_lost(struct result_store *rs);
 /* result_store_free: every follow ends (shutting_down). */
 void rs_follow_close_all(struct result_store *rs);
+/* From a channel walk: its subscription is confirmed; a message on it. */
+void rs_follow_subscribed(struct rs_follow *f);
+void rs_follow_message(struct rs_follow *f, const char *text, size_t len);
+
+/* result_store_chan.c */
+/* Puts f on its job's channel, subscribing if need be.  1 when the
+ * subscription is already confirmed (f may read now), 0 when f must wait
+ * for rs_follow_subscribed(), -1 when the link cannot take it. */
+int  rs_chan_join(struct rs_follow *f);
+void rs_chan_leave(struct rs_follow *f);
+/* A (un)subscribe confirmation or a message on a job channel. */
+void rs_follow_channel(struct result_store *rs, const char *kind, const char *handle,
+                       const char *text, size_t len);
+void rs_chan_forget_all(struct result_store *rs);   /* the link went */
 
 #endif

@@ -699,6 +699,90 @@ START_TEST(ipv6_address_in_brackets)
 }
 END_TEST
 
+/* Subscribing, unsubscribing and subscribing the same channel again before
+ * any confirmation: the later follows must wait for the last one. */
+START_TEST(resubscribe_before_confirmation)
+{
+    struct result_store *a = store("owner15"), *b = store("other15");
+    const char *h = "e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1";
+    result_store_job_begin(a, h);
+    wait_key("wsjobd:job:e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1:owner");
+    struct rec r1 = { 0 }, r2 = { 0 }, r3 = { 0 };
+    struct rs_follow *f1 = result_store_follow(b, h, 0, rec_on, &r1);
+    result_store_unfollow(f1);                       /* SUBSCRIBE, UNSUBSCRIBE */
+    ck_assert_ptr_nonnull(result_store_follow(b, h, 0, rec_on, &r2));   /* SUBSCRIBE */
+    run_for(200);
+    struct rs_follow *f3 = result_store_follow(b, h, 0, rec_on, &r3);  /* shares it */
+    run_for(100);
+    result_store_unfollow(f3);
+    for (int s = 0; s < 4; s++)
+        emit_chunk(a, h, s);
+    result_store_job_final(a, h, DONE, strlen(DONE));
+    expect_final(&r2, DONE, 3000);
+    ck_assert_uint_eq(r2.n, 4);
+    expect_chunks(&r2, 0, 0, 3);
+    ck_assert_int_eq(r1.finals + r3.finals, 0);
+    ck_assert_uint_eq(r1.n, 0);
+    struct rs_stats st;
+    result_store_stats(b, &st);
+    ck_assert_uint_eq(st.follows_active, 0);
+    rec_free(&r1);
+    rec_free(&r2);
+    rec_free(&r3);
+    result_store_free(a);
+    result_store_free(b);
+}
+END_TEST
+
+/* A client that leaves from inside its own callback (its send failed). */
+struct quitter {
+    struct rec r;
+    struct rs_follow *f;
+    size_t after;
+};
+
+static void quit_on(void *arg, const char *json, size_t len, int final)
+{
+    struct quitter *q = arg;
+    rec_on(&q->r, json, len, final);
+    if (!final && q->r.n == q->after)
+        result_store_unfollow(q->f);
+}
+
+START_TEST(unfollow_inside_the_callback)
+{
+    struct result_store *a = store("owner16"), *b = store("other16");
+    const char *h = "f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2";
+    result_store_job_begin(a, h);
+    for (int s = 0; s < 5; s++)
+        emit_chunk(a, h, s);
+    wait_key("wsjobd:job:f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2f2:ev");
+    run_for(50);
+    struct quitter replay = { .after = 2 }, live = { .after = 6 };
+    struct rec stays = { 0 };
+    replay.f = result_store_follow(b, h, 0, quit_on, &replay);   /* leaves in the snapshot */
+    live.f = result_store_follow(b, h, 0, quit_on, &live);       /* leaves live */
+    ck_assert_ptr_nonnull(result_store_follow(b, h, 0, rec_on, &stays));
+    run_for(300);
+    for (int s = 5; s < 10; s++)
+        emit_chunk(a, h, s);
+    result_store_job_final(a, h, DONE, strlen(DONE));
+    expect_final(&stays, DONE, 3000);
+    ck_assert_uint_eq(stays.n, 10);
+    ck_assert_uint_eq(replay.r.n, 2);
+    ck_assert_uint_eq(live.r.n, 6);
+    ck_assert_int_eq(replay.r.finals + live.r.finals, 0);
+    struct rs_stats st;
+    result_store_stats(b, &st);
+    ck_assert_uint_eq(st.follows_active, 0);
+    rec_free(&replay.r);
+    rec_free(&live.r);
+    rec_free(&stays);
+    result_store_free(a);
+    result_store_free(b);
+}
+END_TEST
+
 START_TEST(free_ends_open_follows)
 {
     struct result_store *a = store("owner12"), *b = store("other12");
@@ -745,6 +829,8 @@ static Suite *result_store_suite(void)
     tcase_add_test(t, free_ends_open_follows);
     tcase_add_test(t, follows_racing_a_fast_writer);
     tcase_add_test(t, ipv6_address_in_brackets);
+    tcase_add_test(t, resubscribe_before_confirmation);
+    tcase_add_test(t, unfollow_inside_the_callback);
     tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
 

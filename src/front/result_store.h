@@ -60,7 +60,8 @@ struct rs_stats {
 void result_store_stats(const struct result_store *rs, struct rs_stats *out);
 
 /* The owner's writes; all asynchronous, never blocking, fire and forget.
- * While the store is down they are dropped and counted.  Between begin and
+ * While the store is down they are dropped and counted (a follower then
+ * sees the chunks written meanwhile missing: seqs jump).  Between begin and
  * final the store remembers the handle (to trim its list and to renew its
  * keys' TTL, so a job that runs longer than the TTL without output does not
  * vanish); final forgets it.  seq is the chunk's sequence number (unused for

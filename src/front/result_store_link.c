@@ -58,7 +58,7 @@ static void set_state(struct result_store *rs, const char *fmt, ...)
     va_end(ap);
     /* hiredis capitalises its messages ("Connection refused"); a command
      * name stays as it is. */
-    if (islower((unsigned char)text[1]))
+    if (text[0] && islower((unsigned char)text[1]))
         text[0] = (char)tolower((unsigned char)text[0]);
     if (strcmp(text, rs->state_buf) == 0)
         return;
@@ -363,7 +363,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     struct result_store *rs = arg;
     int64_t now = rs_now_ms();
     if (!rs->up) {
-        if (now - rs->attempt_ms >= RS_CONNECT_TIMEOUT_MS)
+        if (now - rs->attempt_ms < RS_CONNECT_TIMEOUT_MS)
+            return;
+        if (rs->resolve)
+            link_fail(rs, "cannot resolve %s: timed out", rs->host);
+        else
             link_fail(rs, "connect timed out");
         return;
     }

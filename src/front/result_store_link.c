@@ -372,7 +372,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     /* A server that stops answering without closing (a partition, a stop
-     * signal) would otherwise keep the link "up" for as long as TCP waits. */
+     * signal) would otherwise keep the link "up" for as long as TCP waits,
+     * and the writes queued for it would grow as long: 3 s bounds both. */
     if (rs->hb_inflight && now - rs->hb_sent_ms >= RS_REPLY_TIMEOUT_MS) {
         link_fail(rs, "no reply in %d ms", RS_REPLY_TIMEOUT_MS);
         return;

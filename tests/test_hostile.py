@@ -816,7 +816,12 @@ class FullRing(unittest.TestCase):
             waits.sort()
             print("full ring, %d waiting connections: /healthz p50 %.1f ms, max %.1f ms over %d"
                   % (conns, waits[len(waits) // 2], waits[-1], len(waits)), file=sys.stderr)
-            self.assertLess(waits[-1], 50 * (4 if SLOW else 1))
+            # 95 % of answers within 50 ms, none past half a second: one slow
+            # answer can be the machine's (a busy host preempts the front),
+            # a loop that served every waiting connection in one turn would
+            # be slow again and again.
+            self.assertLess(waits[len(waits) * 95 // 100], 50 * (4 if SLOW else 1))
+            self.assertLess(waits[-1], 500)
             self.assertEqual(d.stats()["jobs"]["in_flight"], 0)
 
 

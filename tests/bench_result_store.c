@@ -22,7 +22,7 @@
 
 #include "base/histogram.h"
 #include "base/log.h"
-#include "front/result_store.h"
+#include "store/result_store.h"
 
 static struct event_base *base;
 static struct histogram lat;

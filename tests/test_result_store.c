@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include "base/log.h"
-#include "front/result_store.h"
-#include "front/result_store_event.h"
+#include "store/result_store.h"
+#include "store/result_store_event.h"
 
 static struct event_base *base;
 static int port;                   /* the server of the "store" test case */

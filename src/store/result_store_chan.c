@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "front/result_store_parts.h"
+#include "store/result_store_parts.h"
 
 struct rs_chan {
     struct rs_entry e;             /* key: the handle */

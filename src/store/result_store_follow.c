@@ -27,8 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "front/result_store_event.h"
-#include "front/result_store_parts.h"
+#include "store/result_store_event.h"
+#include "store/result_store_parts.h"
 
 #define FINAL_BUSY     "{\"event\":\"error\",\"code\":\"busy\",\"message\":\"result store unavailable\"}"
 #define FINAL_NOTFOUND "{\"event\":\"error\",\"code\":\"not_found\",\"message\":\"no such job\"}"

@@ -29,7 +29,7 @@
 
 #include "base/log.h"
 #include "base/timeval.h"
-#include "front/result_store_parts.h"
+#include "store/result_store_parts.h"
 
 /* The evdns callback's argument: it outlives a cancelled resolve, so a late
  * callback finds rs == NULL instead of a freed store. */

@@ -4,7 +4,7 @@
  * follower only forwards. */
 #include <string.h>
 
-#include "front/result_store_event.h"
+#include "store/result_store_event.h"
 
 static const char *skip_ws(const char *p, const char *e)
 {

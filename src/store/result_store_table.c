@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "front/result_store_parts.h"
+#include "store/result_store_parts.h"
 
 #define RS_TABLE_MIN 16
 

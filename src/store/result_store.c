@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "front/result_store_parts.h"
+#include "store/result_store_parts.h"
 
 /* A job this instance owns, from begin (or its first event) to its final. */
 struct rs_owned {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "front/result_store_parts.h"
+#include "store/result_store_parts.h"
 
 static int parse_number(const char *s, size_t n, long max, long *out)
 {

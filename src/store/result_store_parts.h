@@ -11,7 +11,7 @@
 #include <hiredis/async.h>
 #include <stdint.h>
 
-#include "front/result_store.h"
+#include "store/result_store.h"
 
 struct evdns_base;
 struct evdns_getaddrinfo_request;

@@ -11,6 +11,7 @@ LONG_MODSUM = {"n": 1, "iterations": 100000000000}
 
 # 100 sleeps of 20 ms; prints the 99th percentile of lateness in µs.
 PROBE = """
+import time
 late = []
 for _ in range(100):
     t = time.monotonic()

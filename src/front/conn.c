@@ -37,6 +37,7 @@ struct jout *conn_scratch(const struct conn *c) { return &c->f->scratch; }
 size_t conn_stream_window(const struct conn *c) { return c->f->p->stream_window; }
 unsigned conn_max_inflight(const struct conn *c) { return c->f->cfg->max_inflight; }
 int conn_draining(const struct conn *c) { return c->f->shutting_down; }
+void conn_count_busy(struct conn *c) { c->f->busy_total++; }
 
 size_t conn_out_pending(const struct conn *c)
 {
@@ -229,6 +230,8 @@ void conn_start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
     evtimer_del(&c->timer);
     if (c->f->cfg->ping_interval_ms)
         conn_set_timer(c, c->f->cfg->ping_interval_ms);
+    if (ops->opened)
+        ops->opened(c, ps);
 }
 
 static void fail_ws(struct conn *c)

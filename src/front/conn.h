@@ -13,6 +13,8 @@ struct jout;
 
 /* What a WebSocket route (/jobs, /run/TYPE) implements. */
 struct proto_ops {
+    /* The WebSocket is up: the route may send (optional). */
+    void (*opened)(struct conn *c, void *state);
     /* One complete message (opcode WS_OP_TEXT or WS_OP_BINARY).  data is the
      * connection's buffer, valid only during the call. */
     void (*message)(struct conn *c, void *state, int opcode, uint8_t *data, size_t len);
@@ -55,6 +57,9 @@ void conn_release(struct conn *c, size_t bytes);
  * conn_budget_refuse() also counts a submit answered busy for it. */
 int conn_over_budget(const struct conn *c);
 int conn_budget_refuse(struct conn *c);
+
+/* A submit was answered busy (counted for /stats and the dashboard). */
+void conn_count_busy(struct conn *c);
 
 /* What a route needs of the front, and nothing more: routes never see the
  * front's struct. */

@@ -42,6 +42,7 @@ struct front {
     struct dispatch   *d;
     struct supervisor *sup;
     struct front_counters conns;
+    uint64_t           busy_total; /* submits answered busy, for any reason */
     struct jout        scratch;    /* one event at a time is formatted here */
     int                shutting_down;
     int64_t            started_ns;

@@ -74,7 +74,10 @@ struct worker_desc {
     _Atomic int64_t  job_start_ns;
     _Atomic uint64_t jobs_done;
     _Atomic uint32_t exit_req;    /* front asks the worker to exit between jobs */
-    _Atomic uint32_t incarnation; /* bumped by the front on each (re)start */
+    _Atomic uint32_t incarnation; /* bumped by the front each time it dies */
+    _Atomic uint64_t rss;         /* resident bytes of its process, by the worker
+                                     (worker.c: at most a second old while idle,
+                                     else as of its last job) */
     uint32_t cls;                 /* enum worker_class, fixed at start-up */
     struct shm_bytering *out;     /* this worker's reply payloads */
 };

@@ -8,6 +8,7 @@
  * holds no heap memory between messages. */
 #include "front/conn.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -42,6 +43,13 @@ void conn_count_busy(struct conn *c) { c->f->busy_total++; }
 size_t conn_out_pending(const struct conn *c)
 {
     return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void conn_limit_send_buffer(struct conn *c, int bytes)
+{
+    evutil_socket_t fd = c->tls ? -1 : bufferevent_getfd(c->bev);
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) < 0)
+        log_debug("SO_SNDBUF: %s", strerror(errno));
 }
 
 void conn_set_timer(struct conn *c, unsigned ms)

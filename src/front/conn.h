@@ -35,6 +35,11 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len);
 /* Starts the close handshake with code and reason (RFC 6455 §7.1.2). */
 void conn_close(struct conn *c, uint16_t code, const char *reason);
 
+/* Caps the kernel's send buffer of a plain-TCP connection at about bytes
+ * (SO_SNDBUF; a TLS connection keeps its own).  For routes whose output
+ * goes stale: what the kernel holds is sent, however old. */
+void conn_limit_send_buffer(struct conn *c, int bytes);
+
 /* Bytes queued for the client and not yet written to the socket. */
 size_t conn_out_pending(const struct conn *c);
 

@@ -24,10 +24,15 @@
 #include "wire/ws_frame.h"
 
 #define TICK_MS 1000
-/* Output a viewer may still have unwritten and be sent a new snapshot: a
- * few snapshots.  Past it the viewer is skipped that second, so what the
- * front holds for one that does not read stays under this plus one. */
-#define BACKLOG_MAX (256u << 10)
+/* Output a viewer may still have unwritten and be sent a new snapshot:
+ * a few snapshots of a daemon with a hundred workers.  Past it the viewer
+ * is skipped that second, so what the front holds for one that does not
+ * read stays under this plus one snapshot. */
+#define BACKLOG_MAX (64u << 10)
+/* The kernel's share (Linux doubles it).  Left alone it grows to
+ * megabytes, and a viewer that lags would see figures minutes old rather
+ * than skip to the newest. */
+#define SNDBUF_BYTES (32 << 10)
 
 struct viewer {
     struct conn *c;
@@ -142,7 +147,7 @@ void *feed_viewer_new(struct conn *c)
 static void on_opened(struct conn *c, void *state)
 {
     struct viewer *v = state;
-    (void)c;
+    conn_limit_send_buffer(c, SNDBUF_BYTES);
     v->listed = 1;
     v->next = feed.all;
     if (feed.all)

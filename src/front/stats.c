@@ -128,7 +128,7 @@ static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now
         jout_lit(j, "\"job_type\":null,\"job_runtime_ms\":0,");
     }
     kv(j, "jobs_done", atomic_load(&w->jobs_done), 1);
-    kv(j, "rss_bytes", atomic_load_explicit(&w->rss, memory_order_relaxed), 1);
+    kv(j, "rss_bytes", (uint64_t)atomic_load_explicit(&w->rss_kib, memory_order_relaxed) << 10, 1);
     kv(j, "restarts", atomic_load_explicit(&w->incarnation, memory_order_relaxed), 0);
     jout_lit(j, "}");
 }
@@ -305,7 +305,7 @@ static void per_process(struct jout *j, const struct pipeline *p, const char *na
             snprintf(lb, sizeof lb, "worker=\"%u\"", i + 1);
         else
             snprintf(lb, sizeof lb, "worker=\"io\"");
-        metric(j, name, lb, rss ? atomic_load(&w->rss) : atomic_load(&w->incarnation));
+        metric(j, name, lb, rss ? (uint64_t)atomic_load(&w->rss_kib) << 10 : atomic_load(&w->incarnation));
     }
 }
 

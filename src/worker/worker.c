@@ -131,7 +131,7 @@ static void publish_rss(struct worker_desc *w, int64_t *next_ns)
     if (now < *next_ns)
         return;
     *next_ns = now + RSS_PERIOD_NS;
-    atomic_store_explicit(&w->rss, resident_bytes(), memory_order_relaxed);
+    atomic_store_explicit(&w->rss_kib, (uint32_t)(resident_bytes() >> 10), memory_order_relaxed);
 }
 
 /* Has this process passed a recycling limit?  `done` counts the jobs of the

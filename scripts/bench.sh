@@ -7,8 +7,10 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
-#   BENCH_ONLY=hostile|sweep              only the hostile section, or the
-#                                         concurrency sweep
+#   BENCH_ONLY=hostile|sweep|dashboard    only the hostile section, the
+#                                         concurrency sweep, or echo with
+#                                         0 vs 100 open dashboards
+#   BENCH_DASHBOARD_ROUNDS=5              rounds of that comparison
 set -u
 
 BUILD=${BUILD:-build}
@@ -225,6 +227,47 @@ idle_case() {
     stop_daemon
 }
 
+# ---- the dashboard's cost: echo throughput with 0 and with 100 live feeds -----------
+
+DASH_VIEWERS=100
+
+# Rounds alternate the two cases on one daemon, so drift on a shared machine
+# hits both alike.  The viewers read every snapshot, as browsers would.
+dashboard_cases() {
+    local round vpid port
+    start_daemon
+    port=${URL##*:}
+    for round in $(seq "${BENCH_DASHBOARD_ROUNDS:-5}"); do
+        bench "echo 64B 50x16, 0 dashboards" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+        /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$DASH_VIEWERS" "$((SECS + 2))" \
+            >>"$results" 2>"$work/viewers.err" &
+        vpid=$!
+        pids="$pids $vpid"
+        for i in $(seq 300); do grep -q connected "$work/viewers.err" && break; sleep 0.1; done
+        grep -q connected "$work/viewers.err" || { say "viewers did not connect:"; cat "$work/viewers.err" >&2; failed=1; }
+        bench "echo 64B 50x16, $DASH_VIEWERS dashboards" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+        wait "$vpid" || { say "FAILED: dashboard viewers"; cat "$work/viewers.err" >&2; failed=1; }
+        tail -1 "$results" >&2
+    done
+    stop_daemon
+}
+
+median_of() {   # median_of CASE FIELD: over every run of the case
+    grep -F "\"case\":\"$1\"" "$results" | field "$2" | sort -n |
+        awk '{ v[n++] = $1 } END { if (n) printf "%.0f", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+# Medians: on a shared machine one round can lose half its throughput to a
+# neighbour, and a mean would carry that into the comparison.
+dashboard_table() {
+    local a b v
+    a=$(median_of "echo 64B 50x16, 0 dashboards" jobs_per_s)
+    b=$(median_of "echo 64B 50x16, $DASH_VIEWERS dashboards" jobs_per_s)
+    [ -n "$a" ] && [ -n "$b" ] || return
+    v=$(grep '"bench":"dashboard_viewers"' "$results" | sed -n 's/.*"messages_per_viewer_per_s":\([0-9.]*\).*/\1/p' | tr '\n' ' ')
+    row "echo 50x16: 0 / $DASH_VIEWERS dashboards" "median $a / $b jobs/s ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')); feed messages per viewer per s: $v"
+}
+
 # ---- concurrency sweep: closed-loop clients, one job in flight each ------------------
 
 SWEEP_CLIENTS="1 2 4 8 16 64"
@@ -405,6 +448,7 @@ table() {
         row "hostile: $l" "quiet ping p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us; front RSS +$(printf '%s' "$b" | field front_rss_growth_kib) KiB"
     done
     sweep_table
+    dashboard_table
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
@@ -414,6 +458,8 @@ if [ "${BENCH_ONLY:-}" = hostile ]; then
     hostile_cases
 elif [ "${BENCH_ONLY:-}" = sweep ]; then
     sweep_cases
+elif [ "${BENCH_ONLY:-}" = dashboard ]; then
+    dashboard_cases
 else
     ring_case
     start_daemon
@@ -426,6 +472,7 @@ else
     scaling_cases
     idle_case
     sweep_cases
+    dashboard_cases
     hostile_cases
 fi
 table

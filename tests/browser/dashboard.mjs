@@ -11,7 +11,8 @@
 //   kill       SIGKILL the first CPU worker; how long until the page shows
 //              its replacement
 //   layout     phone width and dark mode
-//   screenshot the page into opts.screenshot (full page)
+//   screenshot the page into opts.screenshot (full page), with a frames
+//              stream playing in the console
 // Always: every request and WebSocket URL, console errors, page errors.
 import { chromium } from 'playwright-core';
 
@@ -138,6 +139,10 @@ const steps = {
 
   async screenshot(page) {
     await page.setViewportSize({ width: 1280, height: 900 });
+    if (!page.url().startsWith('http')) await steps.load(page);
+    await page.selectOption('#job-type', 'frames');
+    await page.fill('#job-input', '{"count": 0, "width": 320, "height": 200, "interval_ms": 200}');
+    await page.click('#job-submit');
     await page.waitForTimeout(opts.settle_ms || 3000);
     await page.screenshot({ path: opts.screenshot, fullPage: true });
     return { path: opts.screenshot };

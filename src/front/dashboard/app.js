@@ -204,10 +204,11 @@
     fillBody('types', Object.keys(byType).map((name) => {
       const t = byType[name];
       const errs = errorsText(t.errors);
-      const tr = row([name + ' (' + (t.class || '?') + ')', num(t.submitted), num(t.done),
+      const tr = row([name, num(t.submitted), num(t.done),
         [errs, errs === '0' ? 'text' : 'text errors'], num(t.running),
         duration(t.run_us_p50), duration(t.run_us_p99)]);
       tr.dataset.type = name;
+      tr.cells[0].title = (t.class || '?') + ' job type';
       return tr;
     }));
   }

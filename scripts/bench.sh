@@ -237,6 +237,7 @@ dashboard_cases() {
     local round vpid port
     start_daemon
     port=${URL##*:}
+    dashboard_idle_case "$port"
     for round in $(seq "${BENCH_DASHBOARD_ROUNDS:-5}"); do
         bench "echo 64B 50x16, 0 dashboards" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
         /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$DASH_VIEWERS" "$((SECS + 2))" \
@@ -259,6 +260,32 @@ median_of() {   # median_of CASE FIELD: over every run of the case
 
 # Medians: on a shared machine one round can lose half its throughput to a
 # neighbour, and a mean would carry that into the comparison.
+# front_cpu_ms: CPU time the front process has used, user and system.
+front_cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$DPID/stat"
+}
+
+# The feed's own cost, free of the noise a throughput run picks up on a
+# shared machine: the front's CPU time over 20 s of an idle daemon, with no
+# viewer and then with DASH_VIEWERS.
+dashboard_idle_case() {
+    local port=$1 a b c d
+    say "front CPU, idle, 0 and $DASH_VIEWERS dashboards"
+    sleep 1
+    a=$(front_cpu_ms); sleep 20; b=$(front_cpu_ms)
+    /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$DASH_VIEWERS" 20 \
+        >>"$results" 2>"$work/viewers.err" &
+    vpid=$!
+    pids="$pids $vpid"
+    for i in $(seq 300); do grep -q connected "$work/viewers.err" && break; sleep 0.1; done
+    c=$(front_cpu_ms)
+    wait "$vpid" || { say "FAILED: dashboard viewers"; cat "$work/viewers.err" >&2; failed=1; }
+    d=$(front_cpu_ms)
+    printf '{"bench":"dashboard_idle_cpu","viewers":%d,"front_cpu_ms_per_s_0":%s,"front_cpu_ms_per_s_viewers":%s}\n' \
+        "$DASH_VIEWERS" "$(awk -v x=$((b - a)) 'BEGIN { printf "%.2f", x / 20 }')" \
+        "$(awk -v x=$((d - c)) 'BEGIN { printf "%.2f", x / 20 }')" | tee -a "$results"
+}
+
 dashboard_table() {
     local a b v
     a=$(median_of "echo 64B 50x16, 0 dashboards" jobs_per_s)
@@ -266,6 +293,8 @@ dashboard_table() {
     [ -n "$a" ] && [ -n "$b" ] || return
     v=$(grep '"bench":"dashboard_viewers"' "$results" | sed -n 's/.*"messages_per_viewer_per_s":\([0-9.]*\).*/\1/p' | tr '\n' ' ')
     row "echo 50x16: 0 / $DASH_VIEWERS dashboards" "median $a / $b jobs/s ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')); feed messages per viewer per s: $v"
+    a=$(grep '"bench":"dashboard_idle_cpu"' "$results" | tail -1)
+    [ -n "$a" ] && row "front CPU, idle: 0 / $DASH_VIEWERS dashboards" "$(printf '%s' "$a" | field front_cpu_ms_per_s_0) / $(printf '%s' "$a" | field front_cpu_ms_per_s_viewers) ms per s"
 }
 
 # ---- concurrency sweep: closed-loop clients, one job in flight each ------------------

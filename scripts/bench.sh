@@ -231,35 +231,62 @@ idle_case() {
 
 DASH_VIEWERS=100
 
-# Rounds alternate the two cases on one daemon, so drift on a shared machine
-# hits both alike.  The viewers read every snapshot, as browsers would.
+# Rounds alternate the two cases on one daemon, each round in the other
+# order (ABBA), so drift on a shared machine hits both alike.  The viewers
+# read every snapshot, as browsers would.  Beside throughput, each run
+# records the front's CPU time per job, which other load on the machine
+# disturbs far less than it does throughput.
 dashboard_cases() {
-    local round vpid port
+    local round port
     start_daemon
     port=${URL##*:}
     dashboard_idle_case "$port"
     for round in $(seq "${BENCH_DASHBOARD_ROUNDS:-5}"); do
-        bench "echo 64B 50x16, 0 dashboards" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
-        /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$DASH_VIEWERS" "$((SECS + 2))" \
+        if [ $((round % 2)) -eq 1 ]; then
+            dashboard_echo 0 "$port"
+            dashboard_echo "$DASH_VIEWERS" "$port"
+        else
+            dashboard_echo "$DASH_VIEWERS" "$port"
+            dashboard_echo 0 "$port"
+        fi
+    done
+    stop_daemon
+}
+
+# dashboard_echo VIEWERS PORT: one echo run with that many live feeds open.
+dashboard_echo() {
+    local n=$1 port=$2 vpid="" c0 c1 jobs label="echo 64B 50x16, $1 dashboards"
+    if [ "$n" -gt 0 ]; then
+        : >"$work/viewers.err"
+        /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$n" "$((SECS + 2))" \
             >>"$results" 2>"$work/viewers.err" &
         vpid=$!
         pids="$pids $vpid"
         for i in $(seq 300); do grep -q connected "$work/viewers.err" && break; sleep 0.1; done
         grep -q connected "$work/viewers.err" || { say "viewers did not connect:"; cat "$work/viewers.err" >&2; failed=1; }
-        bench "echo 64B 50x16, $DASH_VIEWERS dashboards" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+    fi
+    c0=$(front_cpu_ms)
+    bench "$label" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+    c1=$(front_cpu_ms)
+    jobs=$(grep -F "\"case\":\"$label\"" "$results" | tail -1 | field jobs)
+    printf '{"bench":"dashboard_front_cpu","case":"%s","front_cpu_ns_per_job":%s}\n' "$label" \
+        "$(awk -v ms=$((c1 - c0)) -v j="${jobs:-0}" 'BEGIN { printf "%.0f", j ? ms * 1e6 / j : 0 }')" |
+        tee -a "$results"
+    if [ -n "$vpid" ]; then
         wait "$vpid" || { say "FAILED: dashboard viewers"; cat "$work/viewers.err" >&2; failed=1; }
-        tail -1 "$results" >&2
-    done
-    stop_daemon
+    fi
 }
 
-median_of() {   # median_of CASE FIELD: over every run of the case
-    grep -F "\"case\":\"$1\"" "$results" | field "$2" | sort -n |
-        awk '{ v[n++] = $1 } END { if (n) printf "%.0f", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
-}
-
-# Medians: on a shared machine one round can lose half its throughput to a
+# Medians: on a shared machine one run can lose half its throughput to a
 # neighbour, and a mean would carry that into the comparison.
+median() {   # median < numbers, one a line
+    sort -n | awk '{ v[n++] = $1 } END { if (n) printf "%.0f", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+median_of() {   # median_of BENCH CASE FIELD: over every line of that bench and case
+    grep -F "\"bench\":\"$1\"" "$results" | grep -F "\"case\":\"$2\"" | field "$3" | median
+}
+
 # front_cpu_ms: CPU time the front process has used, user and system.
 front_cpu_ms() {
     awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$DPID/stat"
@@ -288,11 +315,14 @@ dashboard_idle_case() {
 
 dashboard_table() {
     local a b v
-    a=$(median_of "echo 64B 50x16, 0 dashboards" jobs_per_s)
-    b=$(median_of "echo 64B 50x16, $DASH_VIEWERS dashboards" jobs_per_s)
+    a=$(median_of e2e "echo 64B 50x16, 0 dashboards" jobs_per_s)
+    b=$(median_of e2e "echo 64B 50x16, $DASH_VIEWERS dashboards" jobs_per_s)
     [ -n "$a" ] && [ -n "$b" ] || return
     v=$(grep '"bench":"dashboard_viewers"' "$results" | sed -n 's/.*"messages_per_viewer_per_s":\([0-9.]*\).*/\1/p' | tr '\n' ' ')
     row "echo 50x16: 0 / $DASH_VIEWERS dashboards" "median $a / $b jobs/s ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')); feed messages per viewer per s: $v"
+    a=$(median_of dashboard_front_cpu "echo 64B 50x16, 0 dashboards" front_cpu_ns_per_job)
+    b=$(median_of dashboard_front_cpu "echo 64B 50x16, $DASH_VIEWERS dashboards" front_cpu_ns_per_job)
+    [ -n "$a" ] && [ -n "$b" ] && row "  front CPU per echo job" "median $a / $b ns"
     a=$(grep '"bench":"dashboard_idle_cpu"' "$results" | tail -1)
     [ -n "$a" ] && row "front CPU, idle: 0 / $DASH_VIEWERS dashboards" "$(printf '%s' "$a" | field front_cpu_ms_per_s_0) / $(printf '%s' "$a" | field front_cpu_ms_per_s_viewers) ms per s"
 }

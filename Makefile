@@ -41,6 +41,9 @@ CHECKLIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubun
 SHM_SRC  := $(filter-out shm/bench_%.c,$(wildcard shm/*.c))
 MAINS    := src/front/wsjobd.c src/client/wsjob.c
 CORE_SRC := $(filter-out $(MAINS),$(wildcard src/*/*.c))
+# Files built into the binary (.incbin): the dashboard's page.
+ASSET_SRC := $(wildcard src/*/*.S)
+ASSET_IN := $(wildcard src/front/dashboard/*)
 TEST_SRC := $(wildcard tests/test_*.c)
 BENCH_SRC:= $(wildcard tests/bench_*.c)
 PLUGIN_SRC := $(wildcard tests/plugins/*.c)
@@ -48,7 +51,7 @@ EXAMPLE_SO := $(BUILD)/plugins/example.so
 EXAMPLE_SRC := src/handlers/plugins/example.c
 
 SHM_OBJ  := $(SHM_SRC:%.c=$(BUILD)/%.o)
-CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
+CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o) $(ASSET_SRC:%.S=$(BUILD)/%.o)
 TEST_BINS := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES  := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 PLUGINS  := $(PLUGIN_SRC:tests/plugins/%.c=$(BUILD)/plugins/%.so)
@@ -63,6 +66,11 @@ all: $(BUILD)/wsjobd $(BUILD)/wsjob $(PLUGINS) $(EXAMPLE_SO)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+
+# The assembler's -MMD output does not name the .incbin files.
+$(BUILD)/%.o: %.S $(ASSET_IN)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libshm.a: $(SHM_OBJ)
 	$(AR) rcs $@ $^
@@ -112,10 +120,10 @@ bench-compare: deps all
 
 FUZZ_SRC := $(wildcard tests/fuzz_*.c)
 FUZZERS  := $(FUZZ_SRC:tests/%.c=build-fuzz/%)
-build-fuzz/%: tests/%.c $(CORE_SRC) $(SHM_SRC)
+build-fuzz/%: tests/%.c $(CORE_SRC) $(ASSET_SRC) $(ASSET_IN) $(SHM_SRC)
 	@mkdir -p build-fuzz
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Ishm -Isrc \
-	  -fsanitize=fuzzer,address,undefined $(PY_CFLAGS) -o $@ $< $(CORE_SRC) $(SHM_SRC) $(LIBS) $(PY_LIBS) -pthread
+	  -fsanitize=fuzzer,address,undefined $(PY_CFLAGS) -o $@ $< $(CORE_SRC) $(ASSET_SRC) $(SHM_SRC) $(LIBS) $(PY_LIBS) -pthread
 fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build-fuzz/corpus-$$n; \
 	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \

@@ -7,8 +7,10 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
-#   BENCH_ONLY=hostile|sweep              only the hostile section, or the
-#                                         concurrency sweep
+#   BENCH_ONLY=hostile|sweep|dashboard    only the hostile section, the
+#                                         concurrency sweep, or echo with
+#                                         0 vs 100 open dashboards
+#   BENCH_DASHBOARD_ROUNDS=5              rounds of that comparison
 set -u
 
 BUILD=${BUILD:-build}
@@ -225,6 +227,106 @@ idle_case() {
     stop_daemon
 }
 
+# ---- the dashboard's cost: echo throughput with 0 and with 100 live feeds -----------
+
+DASH_VIEWERS=100
+
+# Rounds alternate the two cases on one daemon, each round in the other
+# order (ABBA), so drift on a shared machine hits both alike.  The viewers
+# read every snapshot, as browsers would.  Beside throughput, each run
+# records the front's CPU time per job, which other load on the machine
+# disturbs far less than it does throughput.
+dashboard_cases() {
+    local round port
+    start_daemon
+    port=${URL##*:}
+    dashboard_idle_case "$port"
+    for round in $(seq "${BENCH_DASHBOARD_ROUNDS:-5}"); do
+        if [ $((round % 2)) -eq 1 ]; then
+            dashboard_echo 0 "$port"
+            dashboard_echo "$DASH_VIEWERS" "$port"
+        else
+            dashboard_echo "$DASH_VIEWERS" "$port"
+            dashboard_echo 0 "$port"
+        fi
+    done
+    stop_daemon
+}
+
+# dashboard_echo VIEWERS PORT: one echo run with that many live feeds open.
+dashboard_echo() {
+    local n=$1 port=$2 vpid="" c0 c1 jobs label="echo 64B 50x16, $1 dashboards"
+    if [ "$n" -gt 0 ]; then
+        : >"$work/viewers.err"
+        /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$n" "$((SECS + 2))" \
+            >>"$results" 2>"$work/viewers.err" &
+        vpid=$!
+        pids="$pids $vpid"
+        for i in $(seq 300); do grep -q connected "$work/viewers.err" && break; sleep 0.1; done
+        grep -q connected "$work/viewers.err" || { say "viewers did not connect:"; cat "$work/viewers.err" >&2; failed=1; }
+    fi
+    c0=$(front_cpu_ms)
+    bench "$label" --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
+    c1=$(front_cpu_ms)
+    jobs=$(grep -F "\"case\":\"$label\"" "$results" | tail -1 | field jobs)
+    printf '{"bench":"dashboard_front_cpu","case":"%s","front_cpu_ns_per_job":%s}\n' "$label" \
+        "$(awk -v ms=$((c1 - c0)) -v j="${jobs:-0}" 'BEGIN { printf "%.0f", j ? ms * 1e6 / j : 0 }')" |
+        tee -a "$results"
+    if [ -n "$vpid" ]; then
+        wait "$vpid" || { say "FAILED: dashboard viewers"; cat "$work/viewers.err" >&2; failed=1; }
+    fi
+}
+
+# Medians: on a shared machine one run can lose half its throughput to a
+# neighbour, and a mean would carry that into the comparison.
+median() {   # median < numbers, one a line
+    sort -n | awk '{ v[n++] = $1 } END { if (n) printf "%.0f", n % 2 ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2 }'
+}
+
+median_of() {   # median_of BENCH CASE FIELD: over every line of that bench and case
+    grep -F "\"bench\":\"$1\"" "$results" | grep -F "\"case\":\"$2\"" | field "$3" | median
+}
+
+# front_cpu_ms: CPU time the front process has used, user and system.
+front_cpu_ms() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / hz }' "/proc/$DPID/stat"
+}
+
+# The feed's own cost, free of the noise a throughput run picks up on a
+# shared machine: the front's CPU time over 20 s of an idle daemon, with no
+# viewer and then with DASH_VIEWERS.
+dashboard_idle_case() {
+    local port=$1 a b c d
+    say "front CPU, idle, 0 and $DASH_VIEWERS dashboards"
+    sleep 1
+    a=$(front_cpu_ms); sleep 20; b=$(front_cpu_ms)
+    /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$DASH_VIEWERS" 20 \
+        >>"$results" 2>"$work/viewers.err" &
+    vpid=$!
+    pids="$pids $vpid"
+    for i in $(seq 300); do grep -q connected "$work/viewers.err" && break; sleep 0.1; done
+    c=$(front_cpu_ms)
+    wait "$vpid" || { say "FAILED: dashboard viewers"; cat "$work/viewers.err" >&2; failed=1; }
+    d=$(front_cpu_ms)
+    printf '{"bench":"dashboard_idle_cpu","viewers":%d,"front_cpu_ms_per_s_0":%s,"front_cpu_ms_per_s_viewers":%s}\n' \
+        "$DASH_VIEWERS" "$(awk -v x=$((b - a)) 'BEGIN { printf "%.2f", x / 20 }')" \
+        "$(awk -v x=$((d - c)) 'BEGIN { printf "%.2f", x / 20 }')" | tee -a "$results"
+}
+
+dashboard_table() {
+    local a b v
+    a=$(median_of e2e "echo 64B 50x16, 0 dashboards" jobs_per_s)
+    b=$(median_of e2e "echo 64B 50x16, $DASH_VIEWERS dashboards" jobs_per_s)
+    [ -n "$a" ] && [ -n "$b" ] || return
+    v=$(grep '"bench":"dashboard_viewers"' "$results" | sed -n 's/.*"messages_per_viewer_per_s":\([0-9.]*\).*/\1/p' | tr '\n' ' ')
+    row "echo 50x16: 0 / $DASH_VIEWERS dashboards" "median $a / $b jobs/s ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')); feed messages per viewer per s: $v"
+    a=$(median_of dashboard_front_cpu "echo 64B 50x16, 0 dashboards" front_cpu_ns_per_job)
+    b=$(median_of dashboard_front_cpu "echo 64B 50x16, $DASH_VIEWERS dashboards" front_cpu_ns_per_job)
+    [ -n "$a" ] && [ -n "$b" ] && row "  front CPU per echo job" "median $a / $b ns"
+    a=$(grep '"bench":"dashboard_idle_cpu"' "$results" | tail -1)
+    [ -n "$a" ] && row "front CPU, idle: 0 / $DASH_VIEWERS dashboards" "$(printf '%s' "$a" | field front_cpu_ms_per_s_0) / $(printf '%s' "$a" | field front_cpu_ms_per_s_viewers) ms per s"
+}
+
 # ---- concurrency sweep: closed-loop clients, one job in flight each ------------------
 
 SWEEP_CLIENTS="1 2 4 8 16 64"
@@ -422,6 +524,7 @@ table() {
         row "hostile: $l" "quiet ping p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us; front RSS +$(printf '%s' "$b" | field front_rss_growth_kib) KiB"
     done
     sweep_table
+    dashboard_table
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
@@ -431,6 +534,8 @@ if [ "${BENCH_ONLY:-}" = hostile ]; then
     hostile_cases
 elif [ "${BENCH_ONLY:-}" = sweep ]; then
     sweep_cases
+elif [ "${BENCH_ONLY:-}" = dashboard ]; then
+    dashboard_cases
 else
     ring_case
     start_daemon
@@ -443,6 +548,7 @@ else
     scaling_cases
     idle_case
     sweep_cases
+    dashboard_cases
     hostile_cases
 fi
 table

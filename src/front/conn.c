@@ -8,6 +8,7 @@
  * holds no heap memory between messages. */
 #include "front/conn.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -38,10 +39,18 @@ struct jout *conn_scratch(const struct conn *c) { return &c->f->scratch; }
 size_t conn_stream_window(const struct conn *c) { return c->f->p->stream_window; }
 unsigned conn_max_inflight(const struct conn *c) { return c->f->cfg->max_inflight; }
 int conn_draining(const struct conn *c) { return c->f->shutting_down; }
+void conn_count_busy(struct conn *c) { c->f->busy_total++; }
 
 size_t conn_out_pending(const struct conn *c)
 {
     return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void conn_limit_send_buffer(struct conn *c, int bytes)
+{
+    evutil_socket_t fd = c->tls ? -1 : bufferevent_getfd(c->bev);
+    if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) < 0)
+        log_debug("SO_SNDBUF: %s", strerror(errno));
 }
 
 void conn_set_timer(struct conn *c, unsigned ms)
@@ -230,6 +239,8 @@ void conn_start_ws(struct conn *c, const struct proto_ops *ops, void *ps)
     evtimer_del(&c->timer);
     if (c->f->cfg->ping_interval_ms)
         conn_set_timer(c, c->f->cfg->ping_interval_ms);
+    if (ops->opened)
+        ops->opened(c, ps);
 }
 
 static void fail_ws(struct conn *c)

@@ -13,6 +13,8 @@ struct jout;
 
 /* What a WebSocket route (/jobs, /run/TYPE) implements. */
 struct proto_ops {
+    /* The WebSocket is up: the route may send (optional). */
+    void (*opened)(struct conn *c, void *state);
     /* One complete message (opcode WS_OP_TEXT or WS_OP_BINARY).  data is the
      * connection's buffer, valid only during the call. */
     void (*message)(struct conn *c, void *state, int opcode, uint8_t *data, size_t len);
@@ -32,6 +34,11 @@ void conn_send(struct conn *c, int opcode, const void *data, size_t len);
 
 /* Starts the close handshake with code and reason (RFC 6455 §7.1.2). */
 void conn_close(struct conn *c, uint16_t code, const char *reason);
+
+/* Caps the kernel's send buffer of a plain-TCP connection at about bytes
+ * (SO_SNDBUF; a TLS connection keeps its own).  For routes whose output
+ * goes stale: what the kernel holds is sent, however old. */
+void conn_limit_send_buffer(struct conn *c, int bytes);
 
 /* Bytes queued for the client and not yet written to the socket. */
 size_t conn_out_pending(const struct conn *c);
@@ -55,6 +62,9 @@ void conn_release(struct conn *c, size_t bytes);
  * conn_budget_refuse() also counts a submit answered busy for it. */
 int conn_over_budget(const struct conn *c);
 int conn_budget_refuse(struct conn *c);
+
+/* A submit was answered busy (counted for /stats and the dashboard). */
+void conn_count_busy(struct conn *c);
 
 /* What a route needs of the front, and nothing more: routes never see the
  * front's struct. */

@@ -1,7 +1,7 @@
 /* conn_http.c — a connection's HTTP phase (RFC 9112): one request head at
  * a time, the answers of the plain routes, and the upgrade to a WebSocket
- * on /jobs and /run/TYPE (RFC 6455 §4.2) behind the checks that guard
- * them. */
+ * on /jobs, /run/TYPE and /stats/live (RFC 6455 §4.2) behind the checks
+ * that guard them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +12,7 @@
 
 #include "base/config.h"
 #include "front/conn_parts.h"
+#include "front/dashboard_feed.h"
 #include "front/http_routes.h"
 #include "front/jobs_proto.h"
 #include "front/raw_proto.h"
@@ -25,18 +26,28 @@
  * cap one connection could pipeline requests for ever. */
 #define KEEPALIVE_MAX  1000
 
-static void respond(struct conn *c, int status, const char *extra, const char *ctype,
-                    const void *body, size_t len, int keep)
+#define NO_STORE "Cache-Control: no-store\r\n"
+
+/* headers: the answer's own header lines, each ending CRLF (NULL: no-store);
+ * extra: more of them. */
+static void respond_with(struct conn *c, int status, const char *headers, const char *extra,
+                         const char *ctype, const void *body, size_t len, int keep)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\n%s%s\r\n",
-                        status, http_status_text(status), ctype, len, extra ? extra : "",
-                        keep ? "" : "Connection: close\r\n");
+                        "%s%s%s\r\n",
+                        status, http_status_text(status), ctype, len, headers ? headers : NO_STORE,
+                        extra ? extra : "", keep ? "" : "Connection: close\r\n");
     evbuffer_add(out, body, len);
     conn_check_out_high_water(c);
     if (!keep)
         conn_close_when_flushed(c);
+}
+
+static void respond(struct conn *c, int status, const char *extra, const char *ctype,
+                    const void *body, size_t len, int keep)
+{
+    respond_with(c, status, NULL, extra, ctype, body, len, keep);
 }
 
 static void respond_text(struct conn *c, int status, const char *extra, const char *text, int keep)
@@ -61,12 +72,26 @@ static int announces_body(const struct http_request *req)
     return n > 1 || v->len != 1 || v->p[0] != '0';
 }
 
-/* Upgrades to a WebSocket on a job route, after the checks that guard it. */
+static int is_path(const struct http_str *path, const char *s)
+{
+    return path->len == strlen(s) && memcmp(path->p, s, path->len) == 0;
+}
+
+/* Answers a request the guard refused (401 or 403) and closes. */
+static void refuse(struct conn *c, int why)
+{
+    respond_text(c, why, why == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL,
+                 why == 401 ? "authorization required\n" : "forbidden\n", 0);
+}
+
+/* Upgrades to a WebSocket on /jobs, /run/TYPE or the dashboard's feed,
+ * after the checks that guard it. */
 static void upgrade(struct conn *c, const struct http_request *req, const struct http_str *path,
                     const struct http_str *query)
 {
     const struct config *cfg = c->f->cfg;
     int type = -1;
+    int feed = is_path(path, "/stats/live");
     static const char run[] = "/run/";
     if (path->len > sizeof run - 1 && memcmp(path->p, run, sizeof run - 1) == 0) {
         type = registry_find(path->p + 5, path->len - 5);
@@ -75,10 +100,10 @@ static void upgrade(struct conn *c, const struct http_request *req, const struct
             return;
         }
     }
-    int why = http_route_admit(cfg, req, *query);
+    int why = feed ? http_route_admit_dashboard(cfg, req, *query, c->stats_ok)
+                   : http_route_admit(cfg, req, *query);
     if (why) {
-        respond_text(c, why, why == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL,
-                     why == 401 ? "authorization required\n" : "origin not allowed\n", 0);
+        refuse(c, why);
         return;
     }
     char head[512];
@@ -100,18 +125,19 @@ static void upgrade(struct conn *c, const struct http_request *req, const struct
         respond_text(c, 400, NULL, "bad WebSocket handshake\n", 0);
         return;
     }
-    void *ps = type < 0 ? jobs_proto_new(c) : raw_proto_new(c, type);
+    const struct proto_ops *ops = feed ? &feed_proto_ops : type < 0 ? &jobs_proto_ops : &raw_proto_ops;
+    void *ps = feed ? feed_viewer_new(c) : type < 0 ? jobs_proto_new(c) : raw_proto_new(c, type);
     if (!ps) {
         respond_text(c, 503, NULL, "out of memory\n", 0);
         return;
     }
     conn_send_raw(c, head, (size_t)n);
-    conn_start_ws(c, type < 0 ? &jobs_proto_ops : &raw_proto_ops, ps);
+    conn_start_ws(c, ops, ps);
 }
 
-static int is_job_route(const struct http_str *path)
+static int is_ws_route(const struct http_str *path)
 {
-    return (path->len == 5 && memcmp(path->p, "/jobs", 5) == 0) ||
+    return is_path(path, "/jobs") || is_path(path, "/stats/live") ||
            (path->len > 5 && memcmp(path->p, "/run/", 5) == 0);
 }
 
@@ -127,13 +153,20 @@ static int route(struct conn *c, const struct http_request *req)
         respond_text(c, 405, "Allow: GET\r\n", "method not allowed\n", 0);
         return 0;
     }
-    if (is_job_route(&path)) {
+    if (is_ws_route(&path)) {
         upgrade(c, req, &path, &query);
         return 0;
     }
+    if (is_path(&path, "/")) {
+        int why = http_route_admit_dashboard(c->f->cfg, req, query, c->stats_ok);
+        if (why) {
+            refuse(c, why);
+            return 0;
+        }
+    }
     struct http_reply r;
     http_route_plain(c->f, &path, c->stats_ok, &r);
-    respond(c, r.status, NULL, r.ctype, r.body, r.len, keep);
+    respond_with(c, r.status, r.headers, NULL, r.ctype, r.body, r.len, keep);
     http_reply_free(&r);
     return keep;
 }

@@ -8,6 +8,7 @@
  *   memory_budget.c  what every connection holds, and the one budget for
  *                    the sum (--memory-budget)
  *   room_wait.c      connections waiting for job capacity
+ *   broadcast.c      one frame queued on many connections by reference
  *
  * Routes see a connection only through conn.h. */
 #ifndef WSJOBD_CONN_PARTS_H

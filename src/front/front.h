@@ -44,6 +44,7 @@ struct front {
     struct supervisor *sup;
     struct agent_check *agent;     /* NULL without --agent-listen */
     struct front_counters conns;
+    uint64_t           busy_total; /* submits answered busy, for any reason */
     struct jout        scratch;    /* one event at a time is formatted here */
     int                shutting_down;
     int64_t            started_ns;

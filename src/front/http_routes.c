@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "base/config.h"
+#include "front/dashboard_page.h"
 #include "front/front.h"
 #include "front/stats.h"
 #include "pipeline/supervisor.h"
@@ -81,6 +82,12 @@ int http_route_admit(const struct config *cfg, const struct http_request *req, s
     return 0;
 }
 
+int http_route_admit_dashboard(const struct config *cfg, const struct http_request *req,
+                               struct http_str query, int stats_ok)
+{
+    return stats_ok ? http_route_admit(cfg, req, query) : 403;
+}
+
 static void fixed(struct http_reply *r, int status, const char *text)
 {
     *r = (struct http_reply){ .status = status, .ctype = "text/plain; charset=utf-8",
@@ -95,6 +102,12 @@ static int is(const struct http_str *p, const char *s)
 void http_route_plain(struct front *f, const struct http_str *path, int stats_ok,
                       struct http_reply *r)
 {
+    if (is(path, "/")) {
+        const struct dashboard_page *pg = dashboard_page();
+        *r = (struct http_reply){ .status = 200, .ctype = "text/html; charset=utf-8",
+                                  .body = (char *)pg->body, .len = pg->len, .headers = pg->headers };
+        return;
+    }
     if (is(path, "/healthz")) {
         int ok = !f->shutting_down && supervisor_alive(f->sup, CLASS_CPU) &&
                  (f->p->nworkers == f->p->ncpu || supervisor_alive(f->sup, CLASS_IO));

@@ -97,6 +97,8 @@ static void put_output(struct jout *j, const uint8_t *data, size_t len)
 static void send_error(struct jobs_conn *jc, const char *id, size_t idlen,
                        enum job_error code, const char *msg, size_t msglen)
 {
+    if (code == JE_BUSY)
+        conn_count_busy(jc->c);
     struct jout *j = scratch(jc);
     begin_event(j, id, idlen, "error");
     jout_lit(j, ",\"code\":\"");

@@ -21,6 +21,8 @@
 #include "base/histogram.h"
 #include "base/timeval.h"
 #include "front/agent_check.h"
+#include "front/dashboard_feed.h"
+#include "front/dashboard_history.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
@@ -52,8 +54,8 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    (void)arg;
     int64_t now = shm_now_ns();
+    history_tick(arg, now);
     uint64_t late_us = now > lag.expected_ns ? (uint64_t)(now - lag.expected_ns) / 1000 : 0;
     if (now - lag.slice_start_ns[lag.cur] >= SLICE_NS) {
         lag.cur = (lag.cur + 1) % SLICES;
@@ -79,7 +81,7 @@ void stats_lag_wake(void)
 
 int stats_start(struct front *f)
 {
-    lag.ev = evtimer_new(f->base, lag_cb, NULL);
+    lag.ev = evtimer_new(f->base, lag_cb, f);
     if (!lag.ev)
         return -1;
     lag.f = f;
@@ -149,7 +151,49 @@ static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now
     } else {
         jout_lit(j, "\"job_type\":null,\"job_runtime_ms\":0,");
     }
-    kv(j, "jobs_done", atomic_load(&w->jobs_done), 0);
+    kv(j, "jobs_done", atomic_load(&w->jobs_done), 1);
+    kv(j, "rss_bytes", (uint64_t)atomic_load_explicit(&w->rss_kib, memory_order_relaxed) << 10, 1);
+    kv(j, "restarts", atomic_load_explicit(&w->incarnation, memory_order_relaxed), 0);
+    jout_lit(j, "}");
+}
+
+/* Workers running a job of each type now (from their descriptors). */
+static void running_by_type(const struct pipeline *p, uint32_t *running)
+{
+    memset(running, 0, REGISTRY_MAX * sizeof *running);
+    for (uint32_t i = 0; i < p->nworkers; i++) {
+        const struct worker_desc *w = &p->workers[i];
+        uint32_t t = atomic_load_explicit(&w->job_type, memory_order_relaxed);
+        if (atomic_load_explicit(&w->state, memory_order_acquire) == WORKER_BUSY && t < REGISTRY_MAX)
+            running[t]++;
+    }
+}
+
+static void type_json(struct jout *j, const struct dispatch *d, int t, uint32_t running)
+{
+    const struct wsjob_handler *h = registry_get(t);
+    const struct type_counts *tc = dispatch_type_counts(d, t);
+    const struct histogram *rh = dispatch_type_run_us(d, t);
+    jout_str(j, h->name, strlen(h->name));
+    jout_lit(j, h->cls == WSJOB_IO ? ":{\"class\":\"io\"," : ":{\"class\":\"cpu\",");
+    kv(j, "submitted", tc->submitted, 1);
+    kv(j, "done", tc->done, 1);
+    kv(j, "failed", tc->failed, 1);
+    kv(j, "running", running, 1);
+    kv(j, "in_flight", tc->submitted - tc->done - tc->failed, 1);
+    jout_lit(j, "\"errors\":{");
+    int first = 1;
+    for (int e = JE_NONE + 1; e < JE_COUNT; e++) {
+        if (!tc->errors[e])
+            continue;
+        if (!first)
+            jout_lit(j, ",");
+        first = 0;
+        kv(j, job_error_name((enum job_error)e), tc->errors[e], 0);
+    }
+    jout_lit(j, "},");
+    kv(j, "run_us_p50", hist_percentile(rh, 50), 1);
+    kv(j, "run_us_p99", hist_percentile(rh, 99), 0);
     jout_lit(j, "}");
 }
 
@@ -226,21 +270,22 @@ void stats_json(struct front *f, struct jout *j)
     kv(j, "timeout_total", st->timeouts, 1);
     kv(j, "retried_total", st->retried, 1);
     kv(j, "in_flight", st->in_flight, 1);
+    kv(j, "busy_total", f->busy_total, 1);
     jout_lit(j, "\"by_type\":{");
+    uint32_t running[REGISTRY_MAX];
+    running_by_type(p, running);
     for (size_t t = 0; t < registry_count(); t++) {
-        const struct wsjob_handler *h = registry_get((int)t);
-        const struct histogram *rh = dispatch_type_run_us(f->d, (int)t);
         if (t)
             jout_lit(j, ",");
-        jout_str(j, h->name, strlen(h->name));
-        jout_lit(j, ":{");
-        kv(j, "done", dispatch_type_count(f->d, (int)t, 0), 1);
-        kv(j, "failed", dispatch_type_count(f->d, (int)t, 1), 1);
-        kv(j, "run_us_p50", hist_percentile(rh, 50), 1);
-        kv(j, "run_us_p99", hist_percentile(rh, 99), 0);
-        jout_lit(j, "}");
+        type_json(j, f->d, (int)t, running[t]);
     }
-    jout_lit(j, "}}}\n");
+    struct feed_counts fc;
+    feed_counts(&fc);
+    jout_lit(j, "}},\"dashboard\":{");
+    kv(j, "viewers", fc.viewers, 1);
+    kv(j, "snapshots_total", fc.snapshots_total, 1);
+    kv(j, "skipped_total", fc.skipped_total, 0);
+    jout_lit(j, "}}\n");
 }
 
 /* ---- Prometheus text exposition ------------------------------------------ */
@@ -288,6 +333,31 @@ static void hist_metric(struct jout *j, const char *name, const char *label,
     snprintf(buf, sizeof buf, "wsjobd_%s_count%s%s%s %llu\n", name, label ? "{" : "", label ? label : "",
              label ? "}" : "", (unsigned long long)h->count);
     jout_lit(j, buf);
+}
+
+/* One series per worker process, labelled by slot: a CPU worker is one
+ * slot; the I/O threads share one process, shown once as worker="io". */
+static void per_process(struct jout *j, const struct pipeline *p, const char *name, int rss)
+{
+    char lb[32];
+    for (uint32_t i = 0; i < p->nworkers; i++) {
+        const struct worker_desc *w = &p->workers[i];
+        if (i > p->ncpu)
+            break;
+        if (i < p->ncpu)
+            snprintf(lb, sizeof lb, "worker=\"%u\"", i + 1);
+        else
+            snprintf(lb, sizeof lb, "worker=\"io\"");
+        metric(j, name, lb, rss ? (uint64_t)atomic_load(&w->rss_kib) << 10 : atomic_load(&w->incarnation));
+    }
+}
+
+static void worker_process_metrics(struct jout *j, const struct pipeline *p)
+{
+    metric_head(j, "worker_resident_bytes", "gauge", "Resident memory of a worker process.");
+    per_process(j, p, "worker_resident_bytes", 1);
+    metric_head(j, "worker_restarts_total", "counter", "Times the process in a worker slot ended.");
+    per_process(j, p, "worker_restarts_total", 0);
 }
 
 void stats_metrics(struct front *f, struct jout *j)
@@ -348,20 +418,38 @@ void stats_metrics(struct front *f, struct jout *j)
     metric(j, "agent_answers_total", "answer=\"drain\"", ac.drain_total);
     one(j, "agent_weight_percent", "gauge", "N of the agent's last ready N% (0 after drain).",
         ac.weight);
+    worker_process_metrics(j, p);
     one(j, "jobs_submitted_total", "counter", "Jobs admitted.", st->submitted);
     one(j, "jobs_cancelled_total", "counter", "Jobs cancelled.", st->cancelled);
     one(j, "jobs_timeout_total", "counter", "Jobs past their deadline.", st->timeouts);
     one(j, "jobs_retried_total", "counter", "Jobs run again after their worker died.", st->retried);
     one(j, "jobs_in_flight", "gauge", "Jobs admitted and not yet answered.", st->in_flight);
+    one(j, "jobs_busy_total", "counter", "Submits answered busy, for any reason.", f->busy_total);
+    uint32_t running[REGISTRY_MAX];
+    running_by_type(p, running);
     metric_head(j, "jobs_done_total", "counter", "Jobs answered done, by type.");
     for (size_t t = 0; t < registry_count(); t++) {
         snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);
-        metric(j, "jobs_done_total", lb, dispatch_type_count(f->d, (int)t, 0));
+        metric(j, "jobs_done_total", lb, dispatch_type_counts(f->d, (int)t)->done);
     }
     metric_head(j, "jobs_failed_total", "counter", "Jobs answered with an error, by type.");
     for (size_t t = 0; t < registry_count(); t++) {
         snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);
-        metric(j, "jobs_failed_total", lb, dispatch_type_count(f->d, (int)t, 1));
+        metric(j, "jobs_failed_total", lb, dispatch_type_counts(f->d, (int)t)->failed);
+    }
+    metric_head(j, "jobs_errors_total", "counter", "Jobs answered with an error, by type and code.");
+    for (size_t t = 0; t < registry_count(); t++) {
+        const struct type_counts *tc = dispatch_type_counts(f->d, (int)t);
+        for (int e = JE_NONE + 1; e < JE_COUNT; e++) {
+            snprintf(lb, sizeof lb, "type=\"%s\",code=\"%s\"", registry_get((int)t)->name,
+                     job_error_name((enum job_error)e));
+            metric(j, "jobs_errors_total", lb, tc->errors[e]);
+        }
+    }
+    metric_head(j, "jobs_running", "gauge", "Jobs a worker is running now, by type.");
+    for (size_t t = 0; t < registry_count(); t++) {
+        snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);
+        metric(j, "jobs_running", lb, running[t]);
     }
     metric_head(j, "job_run_seconds", "histogram", "Handler run time of jobs answered done.");
     for (size_t t = 0; t < registry_count(); t++) {
@@ -370,4 +458,11 @@ void stats_metrics(struct front *f, struct jout *j)
     }
     metric_head(j, "loop_lag_seconds", "histogram", "How late the front's periodic timer fired, since start.");
     hist_metric(j, "loop_lag_seconds", NULL, &lag.total);
+    struct feed_counts fc;
+    feed_counts(&fc);
+    one(j, "dashboard_viewers", "gauge", "Dashboards connected to the live feed.", fc.viewers);
+    one(j, "dashboard_snapshots_total", "counter", "Live-feed snapshots built (one a second while viewed).",
+        fc.snapshots_total);
+    one(j, "dashboard_skipped_total", "counter", "Live-feed sends skipped: the viewer was not reading.",
+        fc.skipped_total);
 }

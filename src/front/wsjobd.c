@@ -16,6 +16,8 @@
 #include "base/timeval.h"
 #include "front/agent_check.h"
 #include "front/conn_accept.h"
+#include "front/dashboard_feed.h"
+#include "front/dashboard_page.h"
 #include "front/front.h"
 #include "front/linger.h"
 #include "front/listener.h"
@@ -248,6 +250,10 @@ static int start(void)
     }
     if (c->check_config)
         return 0;
+    if (dashboard_page_init(err, sizeof err) < 0) {
+        fprintf(stderr, "wsjobd: %s\n", err);
+        return 1;
+    }
     job_ctx_set_option_source(option_source);
     struct pipeline_params pp = {
         .cpu_workers = c->cpu_workers, .io_threads = c->io_threads,
@@ -268,8 +274,8 @@ static int start(void)
     }
     front.started_ns = shm_now_ns();
     conn_init(&front);
-    if (stats_start(&front) < 0) {
-        fprintf(stderr, "wsjobd: cannot start the loop-lag sampler\n");
+    if (stats_start(&front) < 0 || feed_init(&front) < 0) {
+        fprintf(stderr, "wsjobd: cannot start the loop-lag sampler and the live feed\n");
         return 1;
     }
     dispatch_on_room(front.d, conn_room, &front);
@@ -364,6 +370,8 @@ int main(int argc, char **argv)
     linger_end_all();
     agent_check_close(front.agent);
     conn_fini(&front);
+    feed_fini();
+    dashboard_page_fini();
     event_base_free(front.base);
     pipeline_destroy(front.p);
     jout_free(&front.scratch);

@@ -116,11 +116,9 @@ const struct histogram *dispatch_type_run_us(const struct dispatch *d, int type)
     return type >= 0 && (size_t)type < registry_count() ? &d->run_us[type] : NULL;
 }
 
-uint64_t dispatch_type_count(const struct dispatch *d, int type, int failed)
+const struct type_counts *dispatch_type_counts(const struct dispatch *d, int type)
 {
-    if (type < 0 || type >= REGISTRY_MAX)
-        return 0;
-    return failed ? d->by_type[type].failed : d->by_type[type].done;
+    return type >= 0 && (size_t)type < registry_count() ? &d->by_type[type] : NULL;
 }
 
 static void want_room(struct dispatch *d) { d->room_wanted = 1; }
@@ -163,6 +161,7 @@ void dispatch_answer_error(struct dispatch *d, struct job_rec *r, enum job_error
         return;
     d->st.failed++;
     d->by_type[r->type].failed++;
+    d->by_type[r->type].errors[code < JE_COUNT ? code : JE_HANDLER_ERROR]++;
     if (code == JE_CANCELLED)
         d->st.cancelled++;
     else if (code == JE_TIMEOUT)
@@ -266,6 +265,7 @@ enum job_error dispatch_submit(struct dispatch *d, const struct job_request *req
     deadline_start(d, r, req->timeout_ms, desc->deadline_ns);
     d->st.submitted++;
     d->st.in_flight++;
+    d->by_type[r->type].submitted++;
     *job = idx;
     return JE_NONE;
 }
@@ -287,6 +287,7 @@ void dispatch_detach(struct dispatch *d, uint32_t job)
     d->st.cancelled++;
     d->st.failed++;
     d->by_type[r->type].failed++;
+    d->by_type[r->type].errors[JE_CANCELLED]++;
     deadline_stop_handler(d, r, JOB_CANCELLED);
 }
 

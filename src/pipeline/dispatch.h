@@ -98,8 +98,17 @@ void dispatch_worker_lost(struct dispatch *d, uint64_t handle);
  * than it served in one).  Set by the front. */
 void dispatch_on_room(struct dispatch *d, int (*fn)(void *arg), void *arg);
 
+/* Per job type, over the jobs dispatch admitted (a submit refused before
+ * it has a record is not counted here).  failed == the sum of errors[];
+ * a job whose connection went away counts as cancelled. */
+struct type_counts {
+    uint64_t submitted, done, failed;
+    uint64_t errors[JE_COUNT];              /* by enum job_error */
+};
+
 const struct dispatch_stats *dispatch_stats(const struct dispatch *d);
-uint64_t dispatch_type_count(const struct dispatch *d, int type, int failed);
+/* NULL for a type outside the registry. */
+const struct type_counts *dispatch_type_counts(const struct dispatch *d, int type);
 struct histogram;
 const struct histogram *dispatch_type_run_us(const struct dispatch *d, int type);
 

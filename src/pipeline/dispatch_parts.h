@@ -20,8 +20,6 @@ struct event;
 struct histogram;
 struct shm_heap;
 
-struct type_counts { uint64_t done, failed; };
-
 struct dispatch {
     struct event_base *base;
     struct pipeline   *p;

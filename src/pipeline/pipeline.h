@@ -74,10 +74,16 @@ struct worker_desc {
     _Atomic int64_t  job_start_ns;
     _Atomic uint64_t jobs_done;
     _Atomic uint32_t exit_req;    /* front asks the worker to exit between jobs */
-    _Atomic uint32_t incarnation; /* bumped by the front on each (re)start */
+    _Atomic uint32_t incarnation; /* bumped by the front each time it dies */
     uint32_t cls;                 /* enum worker_class, fixed at start-up */
+    _Atomic uint32_t rss_kib;     /* resident KiB of its process, by the worker
+                                     (worker.c: at most a second old while idle,
+                                     else as of its last job) */
     struct shm_bytering *out;     /* this worker's reply payloads */
 };
+/* One cache line each (the array is 64-aligned): a worker's stores to its
+ * state and claim never contend with another worker's line. */
+_Static_assert(sizeof(struct worker_desc) == 64, "worker_desc is not one cache line");
 
 enum reply_kind { REPLY_CHUNK = 1, REPLY_PROGRESS = 2, REPLY_DONE = 3, REPLY_ERROR = 4 };
 

@@ -141,6 +141,7 @@ static void recover(struct supervisor *s, struct child *c)
         atomic_store(&w->state, WORKER_DEAD);
         atomic_store(&w->pid, 0);
         atomic_store(&w->tid, 0);
+        atomic_store(&w->rss_kib, 0);
     }
 }
 

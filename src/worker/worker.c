@@ -27,6 +27,7 @@
 
 #define IDLE_POLL_MS 1000   /* how often an idle worker looks at exit_req */
 #define CPU_WORKER_NICE 10
+#define RSS_PERIOD_NS 1000000000ll   /* how often a worker publishes its RSS */
 
 /* Closes descriptors lo..hi (hi < 0: every one above lo).  close_range
  * where the kernel has it (5.9); else one close per possible descriptor. */
@@ -121,6 +122,18 @@ static void run_one(struct pipeline *p, uint16_t wid, uint64_t handle)
     atomic_fetch_add_explicit(&w->jobs_done, 1, memory_order_relaxed);
 }
 
+/* Reading /proc costs a few microseconds: done at most once a period, so
+ * a worker running thousands of tiny jobs a second does not pay it per job.
+ * The front reads the figure from shared memory and never opens /proc. */
+static void publish_rss(struct worker_desc *w, int64_t *next_ns)
+{
+    int64_t now = shm_now_ns();
+    if (now < *next_ns)
+        return;
+    *next_ns = now + RSS_PERIOD_NS;
+    atomic_store_explicit(&w->rss_kib, (uint32_t)(resident_bytes() >> 10), memory_order_relaxed);
+}
+
 /* Has this process passed a recycling limit?  `done` counts the jobs of the
  * whole process (all its threads). */
 static int past_limits(const struct worker_limits *lim, uint64_t done)
@@ -165,8 +178,10 @@ struct loop_args {
 static void job_loop(const struct loop_args *a)
 {
     struct worker_desc *w = pipeline_worker(a->p, a->wid);
+    int64_t rss_next_ns = 0;
     while (!atomic_load_explicit(&w->exit_req, memory_order_acquire)) {
         uint64_t handle;
+        publish_rss(w, &rss_next_ns);
         if (shm_jobring_take_wait(a->p->ring[a->cls], a->wid, &w->claim, &handle, IDLE_POLL_MS) < 0)
             continue;
         run_one(a->p, a->wid, handle);

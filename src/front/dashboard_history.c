@@ -63,6 +63,21 @@ void history_tick(struct front *f, int64_t now_ns)
     h.seq++;
 }
 
+void history_fill_quiet(struct front *f, int64_t now_ns)
+{
+    if (h.next_ns == 0)
+        return;
+    for (int n = 0; h.next_ns <= now_ns && n < HISTORY_SAMPLES; n++) {
+        uint64_t *s = h.s[h.seq % HISTORY_SAMPLES];
+        memset(s, 0, sizeof h.s[0]);
+        s[F_T] = (uint64_t)(h.next_ns - f->started_ns) / 1000000000;
+        h.next_ns += PERIOD_NS;
+        h.seq++;
+    }
+    if (h.next_ns <= now_ns)
+        h.next_ns = now_ns + PERIOD_NS;
+}
+
 uint64_t history_seq(void)
 {
     return h.seq;

@@ -17,6 +17,11 @@ struct front;
  * of its own. */
 void history_tick(struct front *f, int64_t now_ns);
 
+/* The loop-lag timer slept from the last sample to now_ns, which it does
+ * only while nothing can change (no connection, no job in flight): records
+ * the quiet seconds in between as they were, zero everywhere. */
+void history_fill_quiet(struct front *f, int64_t now_ns);
+
 /* Samples taken since start; a new value means a new sample. */
 uint64_t history_seq(void);
 

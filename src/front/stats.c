@@ -7,9 +7,10 @@
  * means lateness under 1 ms can come from the kernel as well).  Samples go
  * into one histogram per 10 s slice; the last six slices make "last 60 s".
  *
- * With no connection open the loop has nothing to be late for, and a 20 ms
- * timer would be the only thing waking an idle daemon (50 wake-ups a
- * second): the sampler stops re-arming and the next connection restarts it. */
+ * With no connection open and no job in flight the loop has nothing to be
+ * late for, and a 20 ms timer would be the only thing waking an idle daemon
+ * (50 wake-ups a second): the sampler stops re-arming and the next
+ * connection restarts it. */
 #include "front/stats.h"
 
 #include <event2/event.h>
@@ -34,7 +35,7 @@
 
 static struct {
     struct event *ev;
-    const struct front *f;
+    struct front *f;
     int asleep;
     int64_t expected_ns;
     struct histogram slice[SLICES];
@@ -64,7 +65,7 @@ static void lag_cb(evutil_socket_t fd, short what, void *arg)
     }
     hist_record(&lag.slice[lag.cur], late_us);
     hist_record(&lag.total, late_us);
-    if (lag.f->conns.open == 0) {
+    if (lag.f->conns.open == 0 && dispatch_stats(lag.f->d)->in_flight == 0) {
         lag.asleep = 1;
         return;
     }
@@ -76,7 +77,10 @@ void stats_lag_wake(void)
     if (!lag.ev || !lag.asleep)
         return;
     lag.asleep = 0;
-    lag_arm(shm_now_ns());
+    int64_t now = shm_now_ns();
+    /* Asleep, nothing could change: no connection to submit, no job to end. */
+    history_fill_quiet(lag.f, now);
+    lag_arm(now);
 }
 
 int stats_start(struct front *f)

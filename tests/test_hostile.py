@@ -541,8 +541,11 @@ class SharedMemoryBudget(unittest.TestCase):
         # 28 MiB in all: well past the budget plus what the kernel's socket
         # buffers on both sides can absorb (a few MiB each, autotuned), so
         # some of it must wait unread however the kernel sizes them.
-        n, msg = 48, 600 << 10
-        with Daemon("--memory-budget", "3M") as d:
+        # The budget stops reading; jobs already in flight still bring their
+        # output, so what the front holds is bounded by the budget plus
+        # --max-inflight outputs (asserted below with 4).
+        n, msg, inflight = 48, 600 << 10, 4
+        with Daemon("--memory-budget", "3M", "--max-inflight", str(inflight)) as d:
             async def go():
                 # A small receive buffer: what it sends back stays in the
                 # front, not in the kernel.
@@ -560,6 +563,8 @@ class SharedMemoryBudget(unittest.TestCase):
                 # Past it nothing more is admitted: the rest waits unread
                 # (the jobs in flight when it was reached still add output).
                 self.assertLess(st["jobs"]["submitted_total"], n, st["jobs"])
+                self.assertLess(st["memory"]["used_max"], st["memory"]["budget"] + (inflight + 1) * msg,
+                                st["memory"])
                 got = [await asyncio.wait_for(read_ws_message(r), 30) for _ in payloads]
                 self.assertEqual([g[:1] for g in got], [p[:1] for p in payloads])
                 self.assertEqual(got, payloads)

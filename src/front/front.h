@@ -14,6 +14,7 @@
 struct event_base;
 struct supervisor;
 struct conn;
+struct detach_store;
 
 struct front_counters {
     uint64_t open, accepted_total, rejected_total, tls_open;
@@ -40,6 +41,7 @@ struct front {
     struct config     *cfg;        /* current config; replaced on reload */
     struct pipeline   *p;
     struct dispatch   *d;
+    struct detach_store *ds;       /* detached jobs (front/detach.h) */
     struct supervisor *sup;
     struct front_counters conns;
     struct jout        scratch;    /* one event at a time is formatted here */

@@ -1,0 +1,427 @@
+/* test_detach.c — the store of detached jobs (src/front/detach.c and
+ * detach_events.c; front/detach.h tells the rules), without a daemon: a
+ * real pipeline and dispatch as in test_dispatch.c, the test playing the
+ * worker, a follower that records what a client would be sent, and a
+ * mirror that records what a shared result store would be told. */
+#include <check.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "front/detach.h"
+#include "handlers/handler_registry.h"
+#include "pipeline/dispatch.h"
+#include "pipeline/pipeline.h"
+#include "worker/job_ctx.h"
+
+#define WID 1
+#define MAX_SEEN 16
+
+/* What a follower (a client) or the mirror was given. */
+struct seen {
+    int  n, finals;
+    char text[MAX_SEEN][160];
+};
+
+struct follower {
+    struct seen got;
+    int over;                 /* answer "past my window" */
+};
+
+static struct event_base *base;
+static struct pipeline *p;
+static struct dispatch *d;
+static struct detach_store *ds;
+static int echo_type;
+
+static struct {
+    int up, begins, cancels, follows;
+    struct seen events, finals;
+    uint64_t seqs[MAX_SEEN];
+    char cancelled[64], followed[64];
+    uint64_t follow_from;
+} mirror;
+
+static void record(struct seen *s, const char *json, size_t len, int final)
+{
+    ck_assert_int_lt(s->n, MAX_SEEN);
+    snprintf(s->text[s->n++], sizeof s->text[0], "%.*s", (int)len, json);
+    s->finals += final;
+}
+
+static int follow_fn(void *arg, const char *json, size_t len, int final)
+{
+    struct follower *f = arg;
+    record(&f->got, json, len, final);
+    return f->over;
+}
+
+/* ---- the mirror -------------------------------------------------------------- */
+
+static int m_up(void *arg) { (void)arg; return mirror.up; }
+static void m_begin(void *arg, const char *h) { (void)arg; (void)h; mirror.begins++; }
+
+static void m_event(void *arg, const char *h, uint64_t seq, const char *json, size_t len,
+                    uint64_t keep)
+{
+    (void)arg;
+    (void)h;
+    (void)keep;
+    mirror.seqs[mirror.events.n] = seq;
+    record(&mirror.events, json, len, 0);
+}
+
+static void m_final(void *arg, const char *h, const char *json, size_t len)
+{
+    (void)arg;
+    (void)h;
+    record(&mirror.finals, json, len, 1);
+}
+
+static void m_cancel(void *arg, const char *h)
+{
+    (void)arg;
+    mirror.cancels++;
+    snprintf(mirror.cancelled, sizeof mirror.cancelled, "%s", h);
+}
+
+static void *m_follow(void *arg, const char *h, uint64_t from,
+                      void (*on_event)(void *, const char *, size_t, int), void *cb_arg)
+{
+    (void)arg;
+    (void)on_event;
+    (void)cb_arg;
+    mirror.follows++;
+    mirror.follow_from = from;
+    snprintf(mirror.followed, sizeof mirror.followed, "%s", h);
+    return &mirror;
+}
+
+static void m_unfollow(void *f) { (void)f; }
+
+static const struct detach_mirror fake_mirror = {
+    .up = m_up, .begin = m_begin, .event = m_event, .final = m_final, .cancel = m_cancel,
+    .follow = m_follow, .unfollow = m_unfollow,
+};
+
+/* ---- fixture --------------------------------------------------------------------- */
+
+static void setup_with(unsigned crash_retries, size_t buffer, unsigned max_jobs)
+{
+    char err[256];
+    ck_assert_int_eq(registry_load(NULL, 0, err, sizeof err), 0);
+    echo_type = registry_find("echo", 4);
+    struct pipeline_params pp = { .cpu_workers = 1, .io_threads = 1, .queue_depth = 8,
+                                  .max_message = 1 << 20, .stream_window = 1 << 20 };
+    p = pipeline_create(&pp, err, sizeof err);
+    ck_assert_msg(p != NULL, "%s", err);
+    base = event_base_new();
+    struct dispatch_params dp = { .job_timeout_ms = 10000, .cancel_grace_ms = 20,
+                                  .crash_retries = crash_retries };
+    d = dispatch_new(base, p, &dp);
+    ck_assert_ptr_nonnull(d);
+    struct detach_params prm = { .buffer = buffer, .ttl_s = 1, .max_jobs = max_jobs };
+    ds = detach_new(base, d, &prm);
+    ck_assert_ptr_nonnull(ds);
+    memset(&mirror, 0, sizeof mirror);
+    mirror.up = 1;
+}
+
+static void setup(void) { setup_with(0, 1 << 20, 4); }
+/* Room for two of the test's chunk events (41 bytes each), not three. */
+static void setup_small(void) { setup_with(0, 100, 4); }
+
+static void teardown(void)
+{
+    detach_free(ds);
+    dispatch_free(d);
+    event_base_free(base);
+    pipeline_destroy(p);
+}
+
+static struct detach_job *submit(struct follower *f)
+{
+    struct job_request r = { .type = echo_type, .input = "x", .len = 1 };
+    struct detach_job *dj = NULL;
+    const char *why;
+    ck_assert_int_eq(detach_submit(ds, &r, f ? follow_fn : NULL, f, &dj, &why), JE_NONE);
+    return dj;
+}
+
+static uint64_t take(void)
+{
+    uint64_t h = 0;
+    struct worker_desc *w = pipeline_worker(p, WID);
+    ck_assert_int_eq(shm_jobring_take(p->ring[CLASS_CPU], WID, &w->claim, &h), 0);
+    return h;
+}
+
+static void post(uint64_t h, enum reply_kind kind, enum job_error code, const char *payload)
+{
+    struct reply r = { .handle = h, .kind = (uint8_t)kind, .code = (uint8_t)code, .b = 1 };
+    ck_assert_int_eq(reply_post(p, WID, &r, payload, strlen(payload)), 0);
+    if (kind == REPLY_DONE || kind == REPLY_ERROR)
+        atomic_store(&pipeline_worker(p, WID)->claim, 0);
+    dispatch_drain(d);
+}
+
+static void worker_died(void)
+{
+    struct worker_desc *w = pipeline_worker(p, WID);
+    shm_replyring_recover(p->replies, WID);
+    uint64_t held = atomic_exchange(&w->claim, 0);
+    if (held)
+        dispatch_worker_lost(d, held);
+    shm_bytering_reset(w->out);
+    atomic_fetch_add(&w->incarnation, 1);
+}
+
+static uint64_t acked(uint64_t h)
+{
+    return atomic_load(&p->jobs[handle_index(h)].acked);
+}
+
+static void chunk_text(char *buf, size_t len, int seq, const char *out)
+{
+    snprintf(buf, len, "{\"event\":\"chunk\",\"seq\":%d,\"output\":\"%s\"}", seq, out);
+}
+
+static void assert_chunk(const struct seen *s, int i, int seq, const char *out)
+{
+    char want[160];
+    chunk_text(want, sizeof want, seq, out);
+    ck_assert_str_eq(s->text[i], want);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+START_TEST(handles_are_128_random_bits_in_lower_case_hex)
+{
+    struct detach_job *a = submit(NULL), *b = submit(NULL);
+    const char *ha = detach_handle(a), *hb = detach_handle(b);
+    ck_assert_int_eq((int)strlen(ha), 32);
+    ck_assert_int_eq((int)strspn(ha, "0123456789abcdef"), 32);
+    ck_assert_str_ne(ha, hb);
+    ck_assert_ptr_eq(detach_find(ds, ha, 32), a);
+    char upper[33];
+    for (int i = 0; i < 33; i++)
+        upper[i] = (char)toupper((unsigned char)ha[i]);
+    if (strcmp(upper, ha) != 0)
+        ck_assert_ptr_null(detach_find(ds, upper, 32));
+    ck_assert_ptr_null(detach_find(ds, ha, 31));
+    ck_assert_ptr_null(detach_find(ds, "0123456789abcdef0123456789abcdef", 32));
+}
+END_TEST
+
+START_TEST(the_follower_and_the_mirror_get_every_event_and_one_final)
+{
+    struct follower f = { 0 };
+    detach_set_mirror(ds, &fake_mirror);
+    struct detach_job *dj = submit(&f);
+    ck_assert_int_eq(mirror.begins, 1);
+    uint64_t h = take();
+    post(h, REPLY_CHUNK, JE_NONE, "a");
+    post(h, REPLY_CHUNK, JE_NONE, "b");
+    post(h, REPLY_DONE, JE_NONE, "whole");
+    ck_assert_int_eq(f.got.n, 3);
+    assert_chunk(&f.got, 0, 0, "a");
+    assert_chunk(&f.got, 1, 1, "b");
+    ck_assert_int_eq(f.got.finals, 1);
+    ck_assert_ptr_nonnull(strstr(f.got.text[2], "{\"event\":\"done\",\"output\":\"whole\""));
+    ck_assert_int_eq(mirror.events.n, 2);
+    ck_assert_uint_eq(mirror.seqs[1], 1);
+    ck_assert_str_eq(mirror.events.text[1], f.got.text[1]);
+    ck_assert_int_eq(mirror.finals.n, 1);
+    ck_assert_str_eq(mirror.finals.text[0], f.got.text[2]);
+    const struct detach_stats *st = detach_stats(ds);
+    ck_assert_uint_eq(st->held, 1);
+    ck_assert_uint_eq(st->running, 0);
+    ck_assert_uint_eq(st->finished_kept, 1);
+    /* An attach after the end: the replay, then the final, and no follow. */
+    struct follower late = { 0 };
+    ck_assert_int_eq(detach_attach(dj, 1, follow_fn, &late), 0);
+    ck_assert_int_eq(late.got.n, 2);
+    assert_chunk(&late.got, 0, 1, "b");
+    ck_assert_str_eq(late.got.text[1], f.got.text[2]);
+    ck_assert_int_eq(late.got.finals, 1);
+    ck_assert_int_eq(f.got.finals, 1);
+}
+END_TEST
+
+START_TEST(a_crash_with_nobody_following_is_answered_to_the_store_once)
+{
+    struct follower f = { 0 };
+    struct detach_job *dj = submit(&f);
+    uint64_t h = take();
+    detach_unfollow(dj, &f);                  /* the connection went */
+    post(h, REPLY_CHUNK, JE_NONE, "a");
+    worker_died();                            /* crash_retries 0 */
+    ck_assert_int_eq(f.got.n, 0);
+    struct follower later = { 0 };
+    ck_assert_int_eq(detach_attach(dj, 0, follow_fn, &later), 0);
+    ck_assert_int_eq(later.got.n, 2);
+    assert_chunk(&later.got, 0, 0, "a");
+    ck_assert_ptr_nonnull(strstr(later.got.text[1], "\"code\":\"worker_crashed\""));
+    ck_assert_int_eq(later.got.finals, 1);
+    ck_assert_uint_eq(dispatch_stats(d)->in_flight, 0);
+}
+END_TEST
+
+START_TEST(the_buffer_keeps_the_newest_chunks_and_a_newer_attach_takes_over)
+{
+    struct follower first = { 0 }, second = { 0 };
+    struct detach_job *dj = submit(&first);
+    uint64_t h = take();
+    for (int i = 0; i < 5; i++)
+        post(h, REPLY_CHUNK, JE_NONE, "abc");
+    ck_assert_uint_eq(detach_stats(ds)->dropped_events_total, 3);
+    ck_assert_int_eq(detach_attach(dj, 0, follow_fn, &second), 1);
+    ck_assert_int_eq(first.got.n, 6);
+    ck_assert_int_eq(first.got.finals, 1);
+    ck_assert_ptr_nonnull(strstr(first.got.text[5], "\"code\":\"superseded\""));
+    ck_assert_int_eq(second.got.n, 2);              /* the kept tail: seq 3 and 4 */
+    assert_chunk(&second.got, 0, 3, "abc");
+    assert_chunk(&second.got, 1, 4, "abc");
+    post(h, REPLY_CHUNK, JE_NONE, "abc");           /* live, right after the replay */
+    assert_chunk(&second.got, 2, 5, "abc");
+    post(h, REPLY_DONE, JE_NONE, "");
+    ck_assert_int_eq(second.got.finals, 1);
+    ck_assert_int_eq(first.got.finals, 1);
+    ck_assert_uint_eq(detach_stats(ds)->superseded_total, 1);
+}
+END_TEST
+
+START_TEST(the_stream_waits_for_a_slow_follower_only)
+{
+    struct follower f = { .over = 1 };
+    struct detach_job *dj = submit(&f);
+    uint64_t h = take();
+    post(h, REPLY_CHUNK, JE_NONE, "0123456789");
+    ck_assert_uint_eq(acked(h), 0);                /* past its window: held */
+    detach_drained(dj);
+    ck_assert_uint_eq(acked(h), 10);
+    post(h, REPLY_CHUNK, JE_NONE, "0123456789");
+    ck_assert_uint_eq(acked(h), 10);
+    detach_unfollow(dj, &f);                        /* nobody reads now: let it go */
+    ck_assert_uint_eq(acked(h), 20);
+    post(h, REPLY_CHUNK, JE_NONE, "0123456789");    /* no follower: at once */
+    ck_assert_uint_eq(acked(h), 30);
+    f.over = 0;
+    ck_assert_int_eq(detach_attach(dj, 3, follow_fn, &f), 1);
+    post(h, REPLY_CHUNK, JE_NONE, "0123456789");
+    ck_assert_uint_eq(acked(h), 40);
+    post(h, REPLY_DONE, JE_NONE, "");
+}
+END_TEST
+
+static void run_loop_for(int ms)
+{
+    int64_t end = shm_now_ns() + (int64_t)ms * 1000000;
+    while (shm_now_ns() < end)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+START_TEST(a_finished_job_is_forgotten_after_its_ttl)
+{
+    struct detach_job *dj = submit(NULL);
+    char handle[33];
+    memcpy(handle, detach_handle(dj), sizeof handle);
+    post(take(), REPLY_DONE, JE_NONE, "x");
+    run_loop_for(500);
+    ck_assert_ptr_eq(detach_find(ds, handle, 32), dj);
+    run_loop_for(900);                              /* TTL 1 s */
+    ck_assert_ptr_null(detach_find(ds, handle, 32));
+    const struct detach_stats *st = detach_stats(ds);
+    ck_assert_uint_eq(st->expired_total, 1);
+    ck_assert_uint_eq(st->held, 0);
+    ck_assert_uint_eq(st->kept_bytes, 0);
+}
+END_TEST
+
+START_TEST(max_detached_and_a_down_mirror_answer_busy)
+{
+    for (int i = 0; i < 4; i++)
+        submit(NULL);
+    struct job_request r = { .type = echo_type, .input = "x", .len = 1 };
+    struct detach_job *dj = NULL;
+    const char *why = NULL;
+    ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_BUSY);
+    ck_assert_ptr_nonnull(strstr(why, "max-detached"));
+    for (int i = 0; i < 4; i++)
+        post(take(), REPLY_DONE, JE_NONE, "");
+    /* Finished but kept: they still count until their TTL ends. */
+    ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_BUSY);
+    run_loop_for(1200);
+    detach_set_mirror(ds, &fake_mirror);
+    mirror.up = 0;
+    ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_BUSY);
+    ck_assert_ptr_nonnull(strstr(why, "result store"));
+    mirror.up = 1;
+    ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_NONE);
+}
+END_TEST
+
+START_TEST(cancels_by_handle_and_remote_follows)
+{
+    struct follower f = { 0 };
+    struct detach_job *dj = submit(&f);
+    char handle[33];
+    memcpy(handle, detach_handle(dj), sizeof handle);
+    uint64_t h = take();
+    detach_set_mirror(ds, &fake_mirror);
+    detach_cancel_by_handle(ds, handle);            /* from another instance */
+    ck_assert_int_eq(f.got.finals, 1);
+    ck_assert_ptr_nonnull(strstr(f.got.text[0], "\"code\":\"cancelled\""));
+    ck_assert_int_eq(mirror.finals.n, 1);
+    detach_client_cancel(ds, handle, 32);           /* ended already: nothing */
+    ck_assert_int_eq(mirror.cancels, 0);
+    ck_assert_int_eq(f.got.finals, 1);
+    post(h, REPLY_ERROR, JE_CANCELLED, "stopped");
+    ck_assert_int_eq(f.got.finals, 1);
+    /* A handle held nowhere here goes to the mirror; a malformed one nowhere. */
+    static const char elsewhere[] = "00112233445566778899aabbccddeeff";
+    detach_client_cancel(ds, elsewhere, 32);
+    ck_assert_int_eq(mirror.cancels, 1);
+    ck_assert_str_eq(mirror.cancelled, elsewhere);
+    detach_client_cancel(ds, "0011", 4);
+    ck_assert_int_eq(mirror.cancels, 1);
+    ck_assert_ptr_nonnull(detach_follow_remote(ds, elsewhere, 7, NULL, NULL));
+    ck_assert_int_eq(mirror.follows, 1);
+    ck_assert_uint_eq(mirror.follow_from, 7);
+    ck_assert_str_eq(mirror.followed, elsewhere);
+    detach_set_mirror(ds, NULL);
+    ck_assert_ptr_null(detach_follow_remote(ds, elsewhere, 0, NULL, NULL));
+}
+END_TEST
+
+static Suite *detach_suite(void)
+{
+    Suite *s = suite_create("detach");
+    TCase *tc = tcase_create("store");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, handles_are_128_random_bits_in_lower_case_hex);
+    tcase_add_test(tc, the_follower_and_the_mirror_get_every_event_and_one_final);
+    tcase_add_test(tc, a_crash_with_nobody_following_is_answered_to_the_store_once);
+    tcase_add_test(tc, the_stream_waits_for_a_slow_follower_only);
+    tcase_add_test(tc, a_finished_job_is_forgotten_after_its_ttl);
+    tcase_add_test(tc, max_detached_and_a_down_mirror_answer_busy);
+    tcase_add_test(tc, cancels_by_handle_and_remote_follows);
+    suite_add_tcase(s, tc);
+    TCase *small = tcase_create("small buffer");
+    tcase_add_checked_fixture(small, setup_small, teardown);
+    tcase_add_test(small, the_buffer_keeps_the_newest_chunks_and_a_newer_attach_takes_over);
+    suite_add_tcase(s, small);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(detach_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -195,23 +195,74 @@ static void assert_chunk(const struct seen *s, int i, int seq, const char *out)
     ck_assert_str_eq(s->text[i], want);
 }
 
+static void run_loop_for(int ms)
+{
+    int64_t end = shm_now_ns() + (int64_t)ms * 1000000;
+    while (shm_now_ns() < end)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
 /* ---- tests ------------------------------------------------------------------------------ */
 
-START_TEST(handles_are_128_random_bits_in_lower_case_hex)
+START_TEST(handles_are_a_slot_and_128_random_bits_in_lower_case_hex)
 {
     struct detach_job *a = submit(NULL), *b = submit(NULL);
     const char *ha = detach_handle(a), *hb = detach_handle(b);
-    ck_assert_int_eq((int)strlen(ha), 32);
-    ck_assert_int_eq((int)strspn(ha, "0123456789abcdef"), 32);
-    ck_assert_str_ne(ha, hb);
-    ck_assert_ptr_eq(detach_find(ds, ha, 32), a);
-    char upper[33];
-    for (int i = 0; i < 33; i++)
+    ck_assert_int_eq((int)strlen(ha), 40);
+    ck_assert_int_eq((int)strspn(ha, "0123456789abcdef"), 40);
+    ck_assert_int_ne(memcmp(ha + 8, hb + 8, 32), 0);
+    ck_assert_ptr_eq(detach_find(ds, ha, 40), a);
+    ck_assert_ptr_eq(detach_find(ds, hb, 40), b);
+    char upper[41], wrong[41];
+    for (int i = 0; i < 41; i++)
         upper[i] = (char)toupper((unsigned char)ha[i]);
     if (strcmp(upper, ha) != 0)
-        ck_assert_ptr_null(detach_find(ds, upper, 32));
-    ck_assert_ptr_null(detach_find(ds, ha, 31));
-    ck_assert_ptr_null(detach_find(ds, "0123456789abcdef0123456789abcdef", 32));
+        ck_assert_ptr_null(detach_find(ds, upper, 40));
+    ck_assert_ptr_null(detach_find(ds, ha, 39));
+    /* the right slot with one random bit wrong, and a slot never used */
+    memcpy(wrong, ha, sizeof wrong);
+    wrong[39] = wrong[39] == '0' ? '1' : '0';
+    ck_assert_ptr_null(detach_find(ds, wrong, 40));
+    memcpy(wrong, "7fffffff", 8);
+    ck_assert_ptr_null(detach_find(ds, wrong, 40));
+}
+END_TEST
+
+START_TEST(accepted_leaves_with_the_first_event_or_alone_soon_after)
+{
+    struct follower f = { 0 }, g = { 0 };
+    struct detach_job *dj = submit(&f);
+    ck_assert_int_eq(f.got.n, 0);                  /* not yet: it may go with the first event */
+    uint64_t h = take();
+    post(h, REPLY_CHUNK, JE_NONE, "a");
+    ck_assert_int_eq(f.got.n, 2);
+    char want[80];
+    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", detach_handle(dj));
+    ck_assert_str_eq(f.got.text[0], want);
+    assert_chunk(&f.got, 1, 0, "a");
+    struct detach_job *quiet = submit(&g);
+    run_loop_for(200);                              /* no event comes: it goes alone */
+    ck_assert_int_eq(g.got.n, 1);
+    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", detach_handle(quiet));
+    ck_assert_str_eq(g.got.text[0], want);
+    ck_assert_int_eq(f.got.n, 2);                   /* and only once */
+    post(h, REPLY_DONE, JE_NONE, "");
+}
+END_TEST
+
+START_TEST(a_slot_is_reused_and_the_old_handle_is_not_found)
+{
+    struct detach_job *a = submit(NULL);
+    char old[41];
+    memcpy(old, detach_handle(a), sizeof old);
+    post(take(), REPLY_DONE, JE_NONE, "");
+    run_loop_for(1300);                             /* TTL 1 s, expiry at most 100 ms late */
+    ck_assert_uint_eq(detach_stats(ds)->expired_total, 1);
+    struct detach_job *b = submit(NULL);
+    ck_assert_int_eq(memcmp(detach_handle(b), old, 8), 0);   /* the same slot */
+    ck_assert_ptr_null(detach_find(ds, old, 40));
+    ck_assert_ptr_eq(detach_find(ds, detach_handle(b), 40), b);
+    post(take(), REPLY_DONE, JE_NONE, "");
 }
 END_TEST
 
@@ -225,16 +276,17 @@ START_TEST(the_follower_and_the_mirror_get_every_event_and_one_final)
     post(h, REPLY_CHUNK, JE_NONE, "a");
     post(h, REPLY_CHUNK, JE_NONE, "b");
     post(h, REPLY_DONE, JE_NONE, "whole");
-    ck_assert_int_eq(f.got.n, 3);
-    assert_chunk(&f.got, 0, 0, "a");
-    assert_chunk(&f.got, 1, 1, "b");
+    ck_assert_int_eq(f.got.n, 4);
+    ck_assert_ptr_nonnull(strstr(f.got.text[0], "{\"event\":\"accepted\""));
+    assert_chunk(&f.got, 1, 0, "a");
+    assert_chunk(&f.got, 2, 1, "b");
     ck_assert_int_eq(f.got.finals, 1);
-    ck_assert_ptr_nonnull(strstr(f.got.text[2], "{\"event\":\"done\",\"output\":\"whole\""));
+    ck_assert_ptr_nonnull(strstr(f.got.text[3], "{\"event\":\"done\",\"output\":\"whole\""));
     ck_assert_int_eq(mirror.events.n, 2);
     ck_assert_uint_eq(mirror.seqs[1], 1);
-    ck_assert_str_eq(mirror.events.text[1], f.got.text[1]);
+    ck_assert_str_eq(mirror.events.text[1], f.got.text[2]);
     ck_assert_int_eq(mirror.finals.n, 1);
-    ck_assert_str_eq(mirror.finals.text[0], f.got.text[2]);
+    ck_assert_str_eq(mirror.finals.text[0], f.got.text[3]);
     const struct detach_stats *st = detach_stats(ds);
     ck_assert_uint_eq(st->held, 1);
     ck_assert_uint_eq(st->running, 0);
@@ -244,7 +296,7 @@ START_TEST(the_follower_and_the_mirror_get_every_event_and_one_final)
     ck_assert_int_eq(detach_attach(dj, 1, follow_fn, &late), 0);
     ck_assert_int_eq(late.got.n, 2);
     assert_chunk(&late.got, 0, 1, "b");
-    ck_assert_str_eq(late.got.text[1], f.got.text[2]);
+    ck_assert_str_eq(late.got.text[1], f.got.text[3]);
     ck_assert_int_eq(late.got.finals, 1);
     ck_assert_int_eq(f.got.finals, 1);
 }
@@ -278,9 +330,9 @@ START_TEST(the_buffer_keeps_the_newest_chunks_and_a_newer_attach_takes_over)
         post(h, REPLY_CHUNK, JE_NONE, "abc");
     ck_assert_uint_eq(detach_stats(ds)->dropped_events_total, 3);
     ck_assert_int_eq(detach_attach(dj, 0, follow_fn, &second), 1);
-    ck_assert_int_eq(first.got.n, 6);
+    ck_assert_int_eq(first.got.n, 7);                /* accepted, 5 chunks, superseded */
     ck_assert_int_eq(first.got.finals, 1);
-    ck_assert_ptr_nonnull(strstr(first.got.text[5], "\"code\":\"superseded\""));
+    ck_assert_ptr_nonnull(strstr(first.got.text[6], "\"code\":\"superseded\""));
     ck_assert_int_eq(second.got.n, 2);              /* the kept tail: seq 3 and 4 */
     assert_chunk(&second.got, 0, 3, "abc");
     assert_chunk(&second.got, 1, 4, "abc");
@@ -316,23 +368,16 @@ START_TEST(the_stream_waits_for_a_slow_follower_only)
 }
 END_TEST
 
-static void run_loop_for(int ms)
-{
-    int64_t end = shm_now_ns() + (int64_t)ms * 1000000;
-    while (shm_now_ns() < end)
-        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
-}
-
 START_TEST(a_finished_job_is_forgotten_after_its_ttl)
 {
     struct detach_job *dj = submit(NULL);
-    char handle[33];
+    char handle[41];
     memcpy(handle, detach_handle(dj), sizeof handle);
     post(take(), REPLY_DONE, JE_NONE, "x");
     run_loop_for(500);
-    ck_assert_ptr_eq(detach_find(ds, handle, 32), dj);
-    run_loop_for(900);                              /* TTL 1 s */
-    ck_assert_ptr_null(detach_find(ds, handle, 32));
+    ck_assert_ptr_eq(detach_find(ds, handle, 40), dj);
+    run_loop_for(900);                              /* TTL 1 s, at most 100 ms late */
+    ck_assert_ptr_null(detach_find(ds, handle, 40));
     const struct detach_stats *st = detach_stats(ds);
     ck_assert_uint_eq(st->expired_total, 1);
     ck_assert_uint_eq(st->held, 0);
@@ -353,7 +398,7 @@ START_TEST(max_detached_and_a_down_mirror_answer_busy)
         post(take(), REPLY_DONE, JE_NONE, "");
     /* Finished but kept: they still count until their TTL ends. */
     ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_BUSY);
-    run_loop_for(1200);
+    run_loop_for(1300);
     detach_set_mirror(ds, &fake_mirror);
     mirror.up = 0;
     ck_assert_int_eq(detach_submit(ds, &r, NULL, NULL, &dj, &why), JE_BUSY);
@@ -367,22 +412,22 @@ START_TEST(cancels_by_handle_and_remote_follows)
 {
     struct follower f = { 0 };
     struct detach_job *dj = submit(&f);
-    char handle[33];
+    char handle[41];
     memcpy(handle, detach_handle(dj), sizeof handle);
     uint64_t h = take();
     detach_set_mirror(ds, &fake_mirror);
     detach_cancel_by_handle(ds, handle);            /* from another instance */
     ck_assert_int_eq(f.got.finals, 1);
-    ck_assert_ptr_nonnull(strstr(f.got.text[0], "\"code\":\"cancelled\""));
+    ck_assert_ptr_nonnull(strstr(f.got.text[1], "\"code\":\"cancelled\""));
     ck_assert_int_eq(mirror.finals.n, 1);
-    detach_client_cancel(ds, handle, 32);           /* ended already: nothing */
+    detach_client_cancel(ds, handle, 40);           /* ended already: nothing */
     ck_assert_int_eq(mirror.cancels, 0);
     ck_assert_int_eq(f.got.finals, 1);
     post(h, REPLY_ERROR, JE_CANCELLED, "stopped");
     ck_assert_int_eq(f.got.finals, 1);
     /* A handle held nowhere here goes to the mirror; a malformed one nowhere. */
-    static const char elsewhere[] = "00112233445566778899aabbccddeeff";
-    detach_client_cancel(ds, elsewhere, 32);
+    static const char elsewhere[] = "0000000700112233445566778899aabbccddeeff";
+    detach_client_cancel(ds, elsewhere, 40);
     ck_assert_int_eq(mirror.cancels, 1);
     ck_assert_str_eq(mirror.cancelled, elsewhere);
     detach_client_cancel(ds, "0011", 4);
@@ -402,7 +447,9 @@ static Suite *detach_suite(void)
     TCase *tc = tcase_create("store");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
-    tcase_add_test(tc, handles_are_128_random_bits_in_lower_case_hex);
+    tcase_add_test(tc, handles_are_a_slot_and_128_random_bits_in_lower_case_hex);
+    tcase_add_test(tc, accepted_leaves_with_the_first_event_or_alone_soon_after);
+    tcase_add_test(tc, a_slot_is_reused_and_the_old_handle_is_not_found);
     tcase_add_test(tc, the_follower_and_the_mirror_get_every_event_and_one_final);
     tcase_add_test(tc, a_crash_with_nobody_following_is_answered_to_the_store_once);
     tcase_add_test(tc, the_stream_waits_for_a_slow_follower_only);

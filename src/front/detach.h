@@ -1,5 +1,6 @@
 /* detach.h — detached jobs (SPEC §5): jobs that outlive the connection
- * that submitted them, found again by a random handle.
+ * that submitted them, found again by a handle: the job's slot here and
+ * 128 random bits, in hex.
  *
  * The store is the dispatch sink of every detached job, so it, not a
  * connection, gets the job's one final answer (pipeline/job.h), whatever
@@ -13,6 +14,10 @@
  *
  * A job counts against --max-detached from `accepted` until that TTL ends,
  * whether or not anyone fetched its final event.
+ *
+ * The submitter is given `{"event":"accepted","handle":H}` before any
+ * other event: with the job's first event when that comes within 10 ms
+ * (so a short job's two leave in one write), else alone after them.
  *
  * At most one client follows a job at a time.  Following replays the kept
  * chunks with seq >= from_seq, then the latest progress, then live events,
@@ -39,7 +44,8 @@ struct event_base;
 struct detach_store;
 struct detach_job;
 
-#define DETACH_HANDLE_LEN 32        /* hex digits: 128 random bits */
+/* Hex digits of a handle: a slot (8) and 128 random bits (32). */
+#define DETACH_HANDLE_LEN 40
 
 struct detach_params {
     size_t   buffer;                /* --detach-buffer: kept chunk bytes per job */
@@ -97,16 +103,17 @@ void detach_set_params(struct detach_store *ds, const struct detach_params *prm)
 void detach_set_mirror(struct detach_store *ds, const struct detach_mirror *m);
 
 /* Admits a detached job (req's sink and cookie are the store's own) with
- * fn(arg) following it.  JE_NONE with *out set, or the error to answer:
- * busy past --max-detached, while the mirror is down, or without
- * randomness for a handle (*why says which); or dispatch_submit's (*why
- * NULL). */
+ * fn(arg) following it, which is given `accepted` first.  JE_NONE with
+ * *out set, or the error to answer: busy past --max-detached, while the
+ * mirror is down, or without randomness for a handle (*why says which);
+ * or dispatch_submit's (*why NULL). */
 enum job_error detach_submit(struct detach_store *ds, const struct job_request *req,
                              detach_follow_fn *fn, void *arg, struct detach_job **out,
                              const char **why);
 const char *detach_handle(const struct detach_job *dj);
 
-/* Is this text shaped like a handle (DETACH_HANDLE_LEN lower-case hex)? */
+/* Is this text shaped like a handle (DETACH_HANDLE_LEN lower-case hex
+ * digits)? */
 int detach_handle_valid(const char *handle, size_t len);
 /* The job with this handle; NULL when unknown or expired here. */
 struct detach_job *detach_find(struct detach_store *ds, const char *handle, size_t len);

@@ -80,6 +80,7 @@ static void release_stream(struct detach_job *dj)
 
 static void supersede(struct detach_job *dj)
 {
+    detach_give_accepted(dj);
     detach_follow_fn *fn = dj->follow;
     if (!fn)
         return;
@@ -106,7 +107,7 @@ int detach_attach(struct detach_job *dj, uint64_t from_seq, detach_follow_fn *fn
         return 0;
     }
     if (dj->progress_len)
-        fn(arg, dj->progress, dj->progress_len, 0);
+        fn(arg, dj->text, dj->progress_len, 0);
     dj->follow = fn;
     dj->farg = arg;
     return 1;
@@ -116,6 +117,7 @@ void detach_unfollow(struct detach_job *dj, void *arg)
 {
     if (!dj->follow || dj->farg != arg)
         return;
+    detach_drop_accepted(dj);
     dj->follow = NULL;
     dj->farg = NULL;
     release_stream(dj);
@@ -132,6 +134,7 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
 {
     struct detach_job *dj = cookie;
     struct detach_store *ds = dj->ds;
+    detach_give_accepted(dj);
     struct jout *j = event_text(ds);
     uint64_t seq = dj->next_seq++;
     jev_chunk(j, NULL, 0, seq, data, len);
@@ -158,11 +161,12 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
     if (now - dj->last_progress_ns < JEV_PROGRESS_MIN_NS)
         return;
     dj->last_progress_ns = now;
+    detach_give_accepted(dj);
     struct jout *j = event_text(ds);
     jev_progress(j, NULL, 0, done, total);
-    if (j->oom || j->len > sizeof dj->progress)
+    if (j->oom || j->len > sizeof dj->text)
         return;
-    memcpy(dj->progress, j->p, j->len);
+    memcpy(dj->text, j->p, j->len);
     dj->progress_len = (uint8_t)j->len;
     if (ds->has_mirror)
         ds->m.event(ds->m.arg, dj->hex, dj->next_seq, j->p, j->len, ds->prm.buffer);
@@ -175,8 +179,13 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
 static void finish(struct detach_job *dj, struct jout *j)
 {
     struct detach_store *ds = dj->ds;
-    char *copy = j->oom ? NULL : malloc(j->len);
-    if (copy) {
+    detach_give_accepted(dj);   /* its text is on the stack: j is untouched */
+    char *copy = j->oom || j->len <= sizeof dj->text ? NULL : malloc(j->len);
+    if (!j->oom && j->len <= sizeof dj->text) {
+        memcpy(dj->text, j->p, j->len);
+        dj->final = dj->text;
+        dj->final_len = j->len;
+    } else if (copy) {
         memcpy(copy, j->p, j->len);
         dj->final = copy;
         dj->final_len = j->len;

@@ -88,12 +88,16 @@ void jev_done(struct jout *j, const char *id, size_t idlen, const uint8_t *data,
     jev_error(j, id, idlen, JE_TOO_LARGE, why, sizeof why - 1);
 }
 
-void jev_accepted(struct jout *j, const char *id, size_t idlen, const char *handle)
+size_t jev_accepted(char *buf, size_t cap, const char *handle)
 {
-    begin(j, id, idlen, "accepted");
-    jout_lit(j, ",\"handle\":\"");
-    jout_lit(j, handle);
-    jout_lit(j, "\"}");
+    static const char head[] = "{\"event\":\"accepted\",\"handle\":\"", tail[] = "\"}";
+    size_t hl = strlen(handle), n = sizeof head - 1 + hl + sizeof tail - 1;
+    if (n >= cap)
+        return 0;
+    memcpy(buf, head, sizeof head - 1);
+    memcpy(buf + sizeof head - 1, handle, hl);
+    memcpy(buf + sizeof head - 1 + hl, tail, sizeof tail);
+    return n;
 }
 
 void jev_with_id(struct jout *j, const char *id, size_t idlen, const char *json, size_t len)

@@ -25,8 +25,11 @@ void jev_done(struct jout *j, const char *id, size_t idlen, const uint8_t *data,
               int has_output, uint64_t queued_us, uint64_t run_us);
 void jev_error(struct jout *j, const char *id, size_t idlen, enum job_error code,
                const char *msg, size_t msglen);
-/* {"id":ID,"event":"accepted","handle":H} */
-void jev_accepted(struct jout *j, const char *id, size_t idlen, const char *handle);
+/* {"event":"accepted","handle":H} into buf (JEV_ACCEPTED_MAX bytes do for
+ * any handle of up to 32 characters); its length, or 0 if it did not fit.
+ * A buffer of its own: it may be needed while a jout holds another event. */
+#define JEV_ACCEPTED_MAX 80
+size_t jev_accepted(char *buf, size_t cap, const char *handle);
 /* json: an event kept without an id. */
 void jev_with_id(struct jout *j, const char *id, size_t idlen, const char *json, size_t len);
 

@@ -39,10 +39,7 @@ enum job_error jobs_detach_submit(struct entry *e, const struct job_request *r, 
     if (err != JE_NONE)
         return err;
     e->kind = ENTRY_DETACHED;
-    e->dj = dj;
-    struct jout *j = jobs_scratch(e->jc);
-    jev_accepted(j, e->id, e->idlen, detach_handle(dj));
-    jobs_send(e->jc, j);
+    e->dj = dj;   /* `accepted` comes from the store, before any other event */
     return JE_NONE;
 }
 

@@ -7,8 +7,9 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
-#   BENCH_ONLY=hostile|sweep              only the hostile section, or the
-#                                         concurrency sweep
+#   BENCH_ONLY=hostile|sweep|detach       only the hostile section, the
+#                                         concurrency sweep, or detached
+#                                         jobs beside plain ones
 set -u
 
 BUILD=${BUILD:-build}
@@ -331,6 +332,46 @@ hostile_cases() {
     stop_daemon
 }
 
+# ---- detached jobs: the same short jobs with and without "detach":true -------------------
+
+# Each detached job is held until its result's TTL ends: 1 s here, and room
+# for every job of a run, so no submit is refused.  Alternated and run twice
+# so a slow spell of the machine does not land on one side only.
+DETACH_SHAPES="50x16 1x1"
+
+detach_cases() {
+    local r t shape input expect
+    start_daemon --max-detached 1000000 --result-ttl 1
+    for r in 1 2; do
+        for t in echo sha256; do
+            input=x
+            [ "$t" = sha256 ] && input='{"data":"x","rounds":1}'
+            expect=$("$WSJOB" --url "$URL" submit "$t" "$input")
+            for shape in $DETACH_SHAPES; do
+                bench "json $t $shape" --type "$t" --input "$input" --expect "$expect" \
+                    -c "${shape%x*}" -p "${shape#*x}" -d 3 --warmup 0.5
+                bench "json $t $shape detach" --type "$t" --input "$input" --expect "$expect" \
+                    --detach -c "${shape%x*}" -p "${shape#*x}" -d 3 --warmup 0.5
+            done
+        done
+    done
+    stop_daemon
+}
+
+detach_table() {
+    local t shape a b pa pb
+    for t in echo sha256; do
+        for shape in $DETACH_SHAPES; do
+            a=$(mean_of "json $t $shape" jobs_per_s)
+            b=$(mean_of "json $t $shape detach" jobs_per_s)
+            [ -n "$a" ] && [ -n "$b" ] && [ "$a" -gt 0 ] || continue
+            pa=$(mean_of "json $t $shape" p50_us)
+            pb=$(mean_of "json $t $shape detach" p50_us)
+            row "json $t $shape, detach" "$a -> $b jobs/s ($(awk -v a="$a" -v b="$b" 'BEGIN { printf "%+.0f%%", 100 * (a / b - 1) }') time per job), p50 $pa -> $pb us"
+        done
+    done
+}
+
 # ---- the table ----------------------------------------------------------------------
 
 field() {   # field NAME < json line
@@ -405,6 +446,7 @@ table() {
         row "hostile: $l" "quiet ping p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us; front RSS +$(printf '%s' "$b" | field front_rss_growth_kib) KiB"
     done
     sweep_table
+    detach_table
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
@@ -414,6 +456,8 @@ if [ "${BENCH_ONLY:-}" = hostile ]; then
     hostile_cases
 elif [ "${BENCH_ONLY:-}" = sweep ]; then
     sweep_cases
+elif [ "${BENCH_ONLY:-}" = detach ]; then
+    detach_cases
 else
     ring_case
     start_daemon
@@ -426,6 +470,7 @@ else
     scaling_cases
     idle_case
     sweep_cases
+    detach_cases
     hostile_cases
 fi
 table

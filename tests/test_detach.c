@@ -1,5 +1,5 @@
-/* test_detach.c — the store of detached jobs (src/front/detach.c and
- * detach_events.c; front/detach.h tells the rules), without a daemon: a
+/* test_detach.c — the store of detached jobs (src/front/detach*.c;
+ * front/detach.h tells the rules), without a daemon: a
  * real pipeline and dispatch as in test_dispatch.c, the test playing the
  * worker, a follower that records what a client would be sent, and a
  * mirror that records what a shared result store would be told. */
@@ -37,11 +37,16 @@ static struct detach_store *ds;
 static int echo_type;
 
 static struct {
-    int up, begins, cancels, follows;
+    int up, begins, cancels, follows, unfollows;
     struct seen events, finals;
     uint64_t seqs[MAX_SEEN];
     char cancelled[64], followed[64];
     uint64_t follow_from;
+    /* the last follow: how to reach its client, and what follow() does */
+    void (*on_event)(void *, const char *, size_t, int);
+    void *cb_arg;
+    int final_at_once;        /* deliver the final inside follow() */
+    int refuse;               /* follow() returns NULL */
 } mirror;
 
 static void record(struct seen *s, const char *json, size_t len, int final)
@@ -87,19 +92,31 @@ static void m_cancel(void *arg, const char *h)
     snprintf(mirror.cancelled, sizeof mirror.cancelled, "%s", h);
 }
 
+static const char remote_final[] = "{\"event\":\"error\",\"code\":\"not_found\",\"message\":\"x\"}";
+
 static void *m_follow(void *arg, const char *h, uint64_t from,
                       void (*on_event)(void *, const char *, size_t, int), void *cb_arg)
 {
     (void)arg;
-    (void)on_event;
-    (void)cb_arg;
     mirror.follows++;
     mirror.follow_from = from;
+    mirror.on_event = on_event;
+    mirror.cb_arg = cb_arg;
     snprintf(mirror.followed, sizeof mirror.followed, "%s", h);
+    if (mirror.refuse)
+        return NULL;
+    if (mirror.final_at_once) {
+        on_event(cb_arg, remote_final, sizeof remote_final - 1, 1);
+        return NULL;   /* finished: nothing to unfollow */
+    }
     return &mirror;
 }
 
-static void m_unfollow(void *f) { (void)f; }
+static void m_unfollow(void *f)
+{
+    ck_assert_ptr_eq(f, &mirror);
+    mirror.unfollows++;
+}
 
 static const struct detach_mirror fake_mirror = {
     .up = m_up, .begin = m_begin, .event = m_event, .final = m_final, .cancel = m_cancel,
@@ -408,7 +425,7 @@ START_TEST(max_detached_and_a_down_mirror_answer_busy)
 }
 END_TEST
 
-START_TEST(cancels_by_handle_and_remote_follows)
+START_TEST(cancels_by_handle_here_and_elsewhere)
 {
     struct follower f = { 0 };
     struct detach_job *dj = submit(&f);
@@ -432,12 +449,79 @@ START_TEST(cancels_by_handle_and_remote_follows)
     ck_assert_str_eq(mirror.cancelled, elsewhere);
     detach_client_cancel(ds, "0011", 4);
     ck_assert_int_eq(mirror.cancels, 1);
-    ck_assert_ptr_nonnull(detach_follow_remote(ds, elsewhere, 7, NULL, NULL));
-    ck_assert_int_eq(mirror.follows, 1);
+}
+END_TEST
+
+/* A client following a job another instance holds (jobs_detach.c's part). */
+struct remote_client {
+    struct seen got;
+    struct detach_remote *r;
+    int stop_at;              /* unfollow from inside its event number stop_at (1-based) */
+};
+
+static void remote_fn(void *arg, const char *json, size_t len, int final)
+{
+    struct remote_client *c = arg;
+    record(&c->got, json, len, final);
+    if (c->stop_at && c->got.n == c->stop_at)
+        detach_unfollow_remote(c->r);
+}
+
+static void mirror_says(const char *json, int final)
+{
+    mirror.on_event(mirror.cb_arg, json, strlen(json), final);
+}
+
+START_TEST(remote_follows_go_through_the_mirror_and_stop_safely)
+{
+    static const char elsewhere[] = "0000000700112233445566778899aabbccddeeff";
+    struct remote_client a = { 0 };
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &a, &a.r), -1);  /* no mirror */
+    detach_set_mirror(ds, &fake_mirror);
+    ck_assert_int_eq(detach_follow_remote(ds, "0011", 4, remote_fn, &a, &a.r), -1);
+    ck_assert_int_eq(mirror.follows, 0);
+    /* events, then the final: the client has them all, nothing to unfollow */
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 7, remote_fn, &a, &a.r), 0);
     ck_assert_uint_eq(mirror.follow_from, 7);
     ck_assert_str_eq(mirror.followed, elsewhere);
-    detach_set_mirror(ds, NULL);
-    ck_assert_ptr_null(detach_follow_remote(ds, elsewhere, 0, NULL, NULL));
+    mirror_says("{\"event\":\"chunk\",\"seq\":7,\"output\":\"x\"}", 0);
+    mirror_says(remote_final, 1);
+    ck_assert_int_eq(a.got.n, 2);
+    ck_assert_int_eq(a.got.finals, 1);
+    /* a client too slow stops inside its own event: nothing after it, and
+     * the mirror is told on the next turn, outside its callback */
+    struct remote_client b = { .stop_at = 1 };
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &b, &b.r), 0);
+    mirror_says("{\"event\":\"chunk\",\"seq\":0,\"output\":\"x\"}", 0);
+    mirror_says("{\"event\":\"chunk\",\"seq\":1,\"output\":\"x\"}", 0);
+    ck_assert_int_eq(b.got.n, 1);
+    ck_assert_int_eq(mirror.unfollows, 0);
+    run_loop_for(20);
+    ck_assert_int_eq(mirror.unfollows, 1);
+    /* a client that leaves, and the final that comes before the mirror is
+     * told: not passed on, and the finished follow is not unfollowed */
+    struct remote_client c = { 0 };
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &c, &c.r), 0);
+    detach_unfollow_remote(c.r);
+    mirror_says(remote_final, 1);
+    run_loop_for(20);
+    ck_assert_int_eq(c.got.n, 0);
+    ck_assert_int_eq(mirror.unfollows, 1);
+    /* the final within the follow call, and a follow that cannot start */
+    struct remote_client d = { 0 }, e = { 0 };
+    mirror.final_at_once = 1;
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &d, &d.r), 0);
+    ck_assert_int_eq(d.got.finals, 1);
+    mirror.final_at_once = 0;
+    mirror.refuse = 1;
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &e, &e.r), -1);
+    ck_assert_int_eq(e.got.n, 0);
+    run_loop_for(20);
+    ck_assert_int_eq(mirror.unfollows, 1);
+    /* one still followed when the store goes: freed without a word (ASan) */
+    mirror.refuse = 0;
+    struct remote_client f = { 0 };
+    ck_assert_int_eq(detach_follow_remote(ds, elsewhere, 0, remote_fn, &f, &f.r), 0);
 }
 END_TEST
 
@@ -455,7 +539,8 @@ static Suite *detach_suite(void)
     tcase_add_test(tc, the_stream_waits_for_a_slow_follower_only);
     tcase_add_test(tc, a_finished_job_is_forgotten_after_its_ttl);
     tcase_add_test(tc, max_detached_and_a_down_mirror_answer_busy);
-    tcase_add_test(tc, cancels_by_handle_and_remote_follows);
+    tcase_add_test(tc, cancels_by_handle_here_and_elsewhere);
+    tcase_add_test(tc, remote_follows_go_through_the_mirror_and_stop_safely);
     suite_add_tcase(s, tc);
     TCase *small = tcase_create("small buffer");
     tcase_add_checked_fixture(small, setup_small, teardown);

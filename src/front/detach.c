@@ -1,7 +1,8 @@
 /* detach.c — the store of detached jobs: admission, the submitter's
- * `accepted`, the TTL of finished jobs and the mirror's hooks.  Handles
- * and the table they index are detach_handles.c, a job's own events
- * detach_events.c; detach.h tells the rules. */
+ * `accepted`, cancels, the TTL of finished jobs and the mirror's hooks.
+ * Handles and the table they index are detach_handles.c, a job's own
+ * events detach_events.c, following jobs held elsewhere detach_remote.c;
+ * detach.h tells the rules. */
 #include "front/detach.h"
 
 #include <event2/event.h>
@@ -43,6 +44,7 @@ struct detach_store *detach_new(struct event_base *base, struct dispatch *d,
     ds->prm = *prm;
     evtimer_assign(&ds->expire, base, expire_cb, ds);
     evtimer_assign(&ds->accept_ev, base, accept_cb, ds);
+    detach_remote_init(ds);
     return ds;
 }
 
@@ -60,6 +62,7 @@ void detach_free(struct detach_store *ds)
         return;
     evtimer_del(&ds->expire);
     evtimer_del(&ds->accept_ev);
+    detach_remote_free(ds);
     for (uint32_t i = 0; i < ds->tab.cap; i++)
         if (ds->tab.job[i])
             free_job(ds->tab.job[i]);
@@ -242,23 +245,6 @@ void detach_client_cancel(struct detach_store *ds, const char *handle, size_t le
         text[DETACH_HANDLE_LEN] = 0;
         ds->m.cancel(ds->m.arg, text);
     }
-}
-
-/* ---- following a job held elsewhere -------------------------------------------- */
-
-void *detach_follow_remote(struct detach_store *ds, const char *handle, uint64_t from_seq,
-                           void (*on_event)(void *arg, const char *json, size_t len, int final),
-                           void *arg)
-{
-    if (!ds->has_mirror || !detach_handle_valid(handle, strlen(handle)))
-        return NULL;
-    return ds->m.follow(ds->m.arg, handle, from_seq, on_event, arg);
-}
-
-void detach_unfollow_remote(struct detach_store *ds, void *follow)
-{
-    if (ds->has_mirror && follow)
-        ds->m.unfollow(follow);
 }
 
 /* ---- the TTL of finished jobs ---------------------------------------------------- */

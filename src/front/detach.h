@@ -136,12 +136,20 @@ void detach_client_cancel(struct detach_store *ds, const char *handle, size_t le
 /* A cancel another instance passed on: only a local job is cancelled. */
 void detach_cancel_by_handle(struct detach_store *ds, const char *handle);
 
-/* Follows through the mirror a handle no local record holds.  NULL
- * without a mirror or when it could not start. */
-void *detach_follow_remote(struct detach_store *ds, const char *handle, uint64_t from_seq,
-                           void (*on_event)(void *arg, const char *json, size_t len, int final),
-                           void *arg);
-void detach_unfollow_remote(struct detach_store *ds, void *follow);
+/* Following, through the mirror, a job another instance holds: events
+ * as the mirror gives them (kept ones from from_seq, live ones, then one
+ * with final = 1), JSON without "id". */
+struct detach_remote;
+typedef void detach_remote_fn(void *arg, const char *json, size_t len, int final);
+/* *out is set before the mirror is asked, and events may come before this
+ * returns (even the final one).  0: following (or done already, the final
+ * given); -1 without a mirror, for a malformed handle, or when it could
+ * not start (no event given). */
+int  detach_follow_remote(struct detach_store *ds, const char *handle, uint64_t from_seq,
+                          detach_remote_fn *on_event, void *arg, struct detach_remote **out);
+/* Stop following, from anywhere, even inside one of its events: no event
+ * comes after it.  Not after the final event. */
+void detach_unfollow_remote(struct detach_remote *r);
 int detach_has_mirror(const struct detach_store *ds);
 size_t detach_buffer_size(const struct detach_store *ds);   /* --detach-buffer */
 

@@ -1,11 +1,12 @@
 /* detach_parts.h — what the files of the detached-job store share, and
  * nobody else:
  *
- *   detach.c          the store: admission, `accepted`, the TTL of
- *                     finished jobs, the mirror's hooks, stats
- *   detach_handles.c  handles, and the map from handle to job
+ *   detach.c          the store: admission, `accepted`, cancels, the TTL
+ *                     of finished jobs, the mirror's hooks, stats
+ *   detach_handles.c  handles, and the table they index
  *   detach_events.c   one job's events: the dispatch sink, the kept
  *                     chunks, and the client following it
+ *   detach_remote.c   following a job another instance holds
  *
  * detach.h tells the rules. */
 #ifndef WSJOBD_DETACH_PARTS_H
@@ -84,6 +85,8 @@ struct detach_store {
     struct event expire;            /* at the FIFO head's end of TTL */
     struct detach_job *accept_head; /* accept_pending jobs */
     struct event accept_ev;         /* gives them their `accepted` */
+    struct detach_remote *remotes;  /* every follow through the mirror */
+    struct event reap;              /* tells the mirror of those unfollowed */
     struct detach_keys keys;
     struct jout ev;                 /* one event text at a time */
     struct detach_stats st;
@@ -105,6 +108,10 @@ void dtab_free(struct detach_table *t);
 int  dtab_insert(struct detach_table *t, struct detach_job *dj);   /* sets dj->slot; 0 or -1 */
 void dtab_remove(struct detach_table *t, struct detach_job *dj);
 struct detach_job *dtab_find(const struct detach_table *t, uint32_t slot, const uint8_t *key);
+
+/* detach_remote.c */
+void detach_remote_init(struct detach_store *ds);
+void detach_remote_free(struct detach_store *ds);
 
 /* detach_events.c */
 extern const struct job_sink detach_sink;

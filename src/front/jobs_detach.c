@@ -60,17 +60,16 @@ static void follow_remote(void *arg, const char *json, size_t len, int final)
     struct entry *e = arg;
     send_kept(e, json, len);
     if (final) {
-        /* The follow is finished and freed by the store's side. */
-        e->follow = NULL;
+        e->remote = NULL;       /* over: the store frees it */
         if (e->starting)
-            e->ended = 1;       /* the attach frees it once the call returns */
+            e->ended = 1;       /* the attach frees the entry once the call returns */
         else
             jobs_finish(e);
         return;
     }
     if (!e->starting && remote_client_too_slow(e)) {
-        detach_unfollow_remote(store(e->jc), e->follow);
-        e->follow = NULL;
+        detach_unfollow_remote(e->remote);
+        e->remote = NULL;
         jobs_send_error(e->jc, e->id, e->idlen, JE_BUSY,
                         "the client reads too slowly for a job held by another instance; "
                         "attach again from the next seq");
@@ -83,21 +82,20 @@ static void attach_remote(struct entry *e, const char *handle, uint64_t from_seq
     memcpy(e->handle, handle, DETACH_HANDLE_LEN);
     e->kind = ENTRY_REMOTE;
     jobs_link(e->jc, e);
-    /* The store's side may deliver (even the final event) before follow
-     * returns: the entry stays until it has. */
+    /* Events may come before the call returns, even the final one: the
+     * entry stays until it has. */
     e->starting = 1;
-    void *f = detach_follow_remote(store(e->jc), e->handle, from_seq, follow_remote, e);
+    int rc = detach_follow_remote(store(e->jc), e->handle, from_seq, follow_remote, e, &e->remote);
     e->starting = 0;
     if (e->ended) {
         jobs_finish(e);
         return;
     }
-    if (!f) {
+    if (rc < 0) {
+        e->remote = NULL;
         jobs_send_error(e->jc, e->id, e->idlen, JE_BUSY, "the result store cannot follow it now");
         jobs_finish(e);
-        return;
     }
-    e->follow = f;
 }
 
 void jobs_attach(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
@@ -160,6 +158,6 @@ void jobs_detach_closed(struct entry *e)
 {
     if (e->kind == ENTRY_DETACHED)
         detach_unfollow(e->dj, e);
-    else if (e->follow)
-        detach_unfollow_remote(store(e->jc), e->follow);
+    else if (e->remote)
+        detach_unfollow_remote(e->remote);
 }

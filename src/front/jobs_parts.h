@@ -40,7 +40,7 @@ struct entry {
     uint64_t unacked;           /* JOB: stream bytes handed to the socket buffer */
     int64_t  last_progress_ns;  /* JOB */
     struct detach_job *dj;      /* DETACHED */
-    void    *follow;            /* REMOTE: the mirror's follow, NULL once final */
+    struct detach_remote *remote;   /* REMOTE: NULL once final */
     char     handle[DETACH_HANDLE_LEN + 1];   /* REMOTE: to cancel through the store */
     char     id[ID_MAX];
 };

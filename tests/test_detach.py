@@ -270,7 +270,7 @@ class FlowControl(unittest.TestCase):
                 d0 = dropped()
                 await asyncio.sleep(1.0)
                 free_run = dropped() - d0
-                self.assertGreater(free_run, 10)          # nobody attached: it runs on
+                self.assertGreater(free_run, 5)           # nobody attached: it runs on
                 slow = await websockets.connect(d.url + "/jobs", ping_interval=None, max_queue=1,
                                                 read_limit=2**12)
                 await slow.send(attach_msg("slow", handle))
@@ -283,7 +283,7 @@ class FlowControl(unittest.TestCase):
                 await asyncio.sleep(0.5)
                 d2 = dropped()
                 await asyncio.sleep(1.0)
-                self.assertGreater(dropped() - d2, 10)
+                self.assertGreater(dropped() - d2, 5)
                 other = await jobs_conn(d)
                 await other.send(json.dumps({"op": "cancel", "handle": handle}))
                 _, final = await attach(other, "end", handle)

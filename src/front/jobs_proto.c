@@ -330,9 +330,9 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
     }
     json_t *op = json_object_get(req, "op");
     const char *ops = json_is_string(op) ? json_string_value(op) : "";
-    json_t *handle = json_object_get(req, "handle");
+    json_t *handle = strcmp(ops, "cancel") == 0 ? json_object_get(req, "handle") : NULL;
     /* A cancel by handle needs no id: nothing is answered to it. */
-    if (strcmp(ops, "cancel") == 0 && handle) {
+    if (handle) {
         jobs_cancel_handle(jc, handle);
         json_decref(req);
         return;

@@ -6,6 +6,7 @@
 #include "front/detach.h"
 
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -161,9 +162,10 @@ static void accept_later(struct detach_job *dj)
 
 static struct detach_job *new_job(struct detach_store *ds)
 {
-    struct detach_job *dj = calloc(1, sizeof *dj);
+    struct detach_job *dj = malloc(sizeof *dj);
     if (!dj)
         return NULL;
+    memset(dj, 0, offsetof(struct detach_job, text));
     if (detach_random_key(&ds->keys, dj->key) < 0 || dtab_insert(&ds->tab, dj) < 0) {
         free(dj);
         return NULL;

@@ -50,8 +50,6 @@ struct detach_job {
     struct detach_kept *kept_head, *kept_tail;
     size_t   kept_bytes;
     int64_t  last_progress_ns;
-    char     text[DETACH_INLINE];   /* progress while running, then the final
-                                       event when it fits */
     char    *final;                 /* the final event, once not running */
     size_t   final_len;
     int64_t  finished_ns;
@@ -60,6 +58,10 @@ struct detach_job {
     detach_follow_fn *follow;
     void    *farg;
     uint64_t unacked;
+    /* Last, and not cleared when the record is made: only what is
+     * written in it is ever read. */
+    char     text[DETACH_INLINE];   /* progress while running, then the final
+                                       event when it fits */
 };
 
 /* The table of jobs by slot (detach_handles.c). */

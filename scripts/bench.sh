@@ -7,10 +7,11 @@
 #   BUILD=build scripts/bench.sh          ($BUILD/wsjobd, $BUILD/wsjob)
 #   BENCH_SECONDS=10 BENCH_THREADS=1      throughput run length, client threads
 #   BENCH_SHA_ROUNDS=2000                 work per job of the scaling case
-#   BENCH_ONLY=hostile|sweep|dashboard    only the hostile section, the
-#                                         concurrency sweep, or echo with
-#                                         0 vs 100 open dashboards
-#   BENCH_DASHBOARD_ROUNDS=5              rounds of that comparison
+#   BENCH_ONLY=hostile|sweep|dashboard|detach   only the hostile section,
+#                                         the concurrency sweep, echo with
+#                                         0 vs 100 open dashboards, or
+#                                         detached jobs beside plain ones
+#   BENCH_DASHBOARD_ROUNDS=5              rounds of the dashboard comparison
 set -u
 
 BUILD=${BUILD:-build}
@@ -450,6 +451,77 @@ hostile_cases() {
     stop_daemon
 }
 
+# ---- detached jobs: the same short jobs with and without "detach":true -------------------
+
+# Each detached job is held until its result's TTL ends: 1 s here, and room
+# for every job of a run, so no submit is refused.  Plain and detached runs
+# alternate, BENCH_DETACH_ROUNDS times, so a slow spell of the machine does
+# not land on one side only; the table shows medians.  Beside the client's
+# jobs/s, the front's own CPU time per job (utime + stime of the daemon's
+# main process over the run), which the client's share of the two cores
+# does not blur.
+DETACH_SHAPES="50x16 1x1"
+DETACH_ROUNDS=${BENCH_DETACH_ROUNDS:-3}
+
+front_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$DPID/stat"
+}
+
+# detach_bench LABEL JOBS ARGS...: one run of JOBS jobs, and the front's
+# CPU time per job as its own JSON line.
+detach_bench() {
+    local label=$1 n=$2 t0 t1
+    shift 2
+    t0=$(front_ticks)
+    bench "$label" -n "$n" "$@" || return
+    t1=$(front_ticks)
+    printf '{"bench":"front_cpu","case":"%s","us_per_job":%s}\n' "$label" \
+        "$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / n }')" | tee -a "$results"
+}
+
+detach_cases() {
+    local r t shape input expect n d
+    start_daemon --max-detached 1000000 --result-ttl 1
+    for r in $(seq "$DETACH_ROUNDS"); do
+        for t in echo sha256; do
+            input=x
+            [ "$t" = sha256 ] && input='{"data":"x","rounds":1}'
+            expect=$("$WSJOB" --url "$URL" submit "$t" "$input")
+            for shape in $DETACH_SHAPES; do
+                n=300000
+                [ "$shape" = 1x1 ] && n=20000
+                for d in "" " detach"; do
+                    detach_bench "json $t $shape$d" "$n" --type "$t" --input "$input" \
+                        --expect "$expect" ${d:+--detach} -c "${shape%x*}" -p "${shape#*x}"
+                done
+            done
+        done
+    done
+    stop_daemon
+}
+
+median_of() {   # median_of CASE FIELD: over every run of the case
+    grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+detach_table() {
+    local t shape a b ca cb pa pb
+    for t in echo sha256; do
+        for shape in $DETACH_SHAPES; do
+            a=$(median_of "json $t $shape" jobs_per_s)
+            b=$(median_of "json $t $shape detach" jobs_per_s)
+            [ -n "$a" ] && [ -n "$b" ] || continue
+            ca=$(median_of "json $t $shape" us_per_job)
+            cb=$(median_of "json $t $shape detach" us_per_job)
+            pa=$(median_of "json $t $shape" p50_us)
+            pb=$(median_of "json $t $shape detach" p50_us)
+            row "json $t $shape, detach" "$a -> $b jobs/s, p50 $pa -> $pb us, front $ca -> $cb us/job ($(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%+.0f%%", 100 * (b / a - 1) }'))"
+        done
+    done
+}
+
 # ---- the table ----------------------------------------------------------------------
 
 field() {   # field NAME < json line
@@ -525,6 +597,7 @@ table() {
     done
     sweep_table
     dashboard_table
+    detach_table
     a=$(line_of "$IDLE_CONNS idle websockets")
     row "$IDLE_CONNS idle websockets" "front $(printf '%s' "$a" | field rss_per_conn_bytes) B/conn RSS; kernel ~$(printf '%s' "$a" | field kernel_slab_per_socket_bytes) B/socket slab + $(printf '%s' "$a" | field kernel_tcp_buf_per_socket_bytes) B/socket buffers"
 }
@@ -536,6 +609,8 @@ elif [ "${BENCH_ONLY:-}" = sweep ]; then
     sweep_cases
 elif [ "${BENCH_ONLY:-}" = dashboard ]; then
     dashboard_cases
+elif [ "${BENCH_ONLY:-}" = detach ]; then
+    detach_cases
 else
     ring_case
     start_daemon
@@ -549,6 +624,7 @@ else
     idle_case
     sweep_cases
     dashboard_cases
+    detach_cases
     hostile_cases
 fi
 table

@@ -68,6 +68,10 @@ struct config {
     unsigned handshake_timeout_ms;      /* 100..3600000 */
     size_t   memory_budget;             /* 0 (off) or 1M..1T: client buffers
                                            of the front in all */
+    unsigned result_ttl_s;              /* 1..604800: a detached job's final
+                                           event is kept this long */
+    size_t   detach_buffer;             /* 0..1G: a detached job's kept chunks */
+    unsigned max_detached;              /* 1..1000000 detached jobs held */
     struct config_strs  handlers;       /* readable files */
     struct config_strs  python;         /* TYPE=MODULE:FUNCTION[,io], syntax checked */
     struct config_strs  python_path;    /* directories */

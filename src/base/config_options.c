@@ -165,6 +165,7 @@ static int check_exec(const char *v, char *why, size_t whylen)
 #define FIELD(f) offsetof(struct config, f)
 #define DAY_MS 86400000u
 #define HOUR_MS 3600000u
+#define WEEK_S 604800u
 
 const struct opt_def cfg_options[] = {
     { "config", 'c', K_STR, F_ARGS, FIELD(path), 0, 0, NULL, {NULL}, "FILE",
@@ -225,6 +226,13 @@ const struct opt_def cfg_options[] = {
       "and new submits get busy; auto: 1/8 of RAM (or\n"
       "of the cgroup's limit), 16M to 64M, and at\n"
       "least 4 x --max-message; 0: off" },
+    { "result-ttl", 0, K_UINT, 0, FIELD(result_ttl_s), 1, WEEK_S, NULL, {"300"}, "S",
+      "seconds a detached job's final event is kept\nafter it ends" },
+    { "detach-buffer", 0, K_SIZE, F_OFF, FIELD(detach_buffer), KIB, KIB * KIB * KIB, NULL,
+      {"1M"}, "SIZE", "a detached job's kept chunk events, oldest\n"
+      "dropped past it; 0: keep none" },
+    { "max-detached", 0, K_UINT, 0, FIELD(max_detached), 1, 1000000, NULL, {"1024"}, "N",
+      "detached jobs held at once, running or kept\nfinished; busy past it" },
     { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },
     { "python", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(python), 0, 0, check_python,

@@ -78,6 +78,7 @@ int cli_parse_seconds(const char *opt, const char *s, double *out);
 
 
 int cli_submit(struct cli_opts *o, int argc, char **argv);
+int cli_attach(struct cli_opts *o, int argc, char **argv);
 int cli_stats(struct cli_opts *o, int argc, char **argv);
 int cli_bench(struct cli_opts *o, int argc, char **argv);
 

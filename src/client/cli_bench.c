@@ -17,6 +17,7 @@
 enum {
     OPT_WARMUP = CLI_OPT_FIRST_FREE, OPT_RAW, OPT_TYPE, OPT_INPUT, OPT_SIZE, OPT_EXPECT,
     OPT_ALLOW_ERRORS, OPT_PING, OPT_RATE, OPT_TCP, OPT_IDLE, OPT_HOLD, OPT_PID, OPT_LABEL,
+    OPT_DETACH,
 };
 
 static const struct option opts[] = {
@@ -35,6 +36,7 @@ static const struct option opts[] = {
     { "hold", required_argument, NULL, OPT_HOLD },
     { "pid", required_argument, NULL, OPT_PID },
     { "label", required_argument, NULL, OPT_LABEL },
+    { "detach", no_argument, NULL, OPT_DETACH },
     { NULL, 0, NULL, 0 },
 };
 
@@ -116,6 +118,7 @@ static int parse(struct cli_opts *o, int argc, char **argv, struct bench_cfg *cf
         case OPT_PING: a->ping = true; break;
         case OPT_TCP: a->tcp = true; break;
         case OPT_LABEL: cfg->label = optarg; break;
+        case OPT_DETACH: cfg->detach = true; break;
         default: return CLI_USAGE;
         }
     }
@@ -137,19 +140,21 @@ static uint8_t *copy_bytes(const char *s, size_t *len)
     return p;
 }
 
-/* ,"type":T[,"input":V]} — what follows the id in every submit. */
-static int json_tail(struct bench_cfg *cfg, const char *input)
+/* ,"type":T[,"input":V][,"detach":true]} — what follows the id in every
+ * submit.  A detached job is answered `accepted` first, which the reply
+ * check passes over like a chunk. */
+static int json_tail(struct bench_cfg *cfg, const char *input, bool detach)
 {
     const char *key = "";
     json_t *t = json_string(cfg->type);
     json_t *v = input ? cli_input((const uint8_t *)input, strlen(input), false, &key) : NULL;
     char *ts = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
     char *vs = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    size_t cap = (ts ? strlen(ts) : 0) + (vs ? strlen(vs) : 0) + 32;
+    size_t cap = (ts ? strlen(ts) : 0) + (vs ? strlen(vs) : 0) + 48;
     int rc = -1;
     if (ts && (vs || !input) && (cfg->json_tail = malloc(cap))) {
-        int n = snprintf(cfg->json_tail, cap, ",\"type\":%s%s%s%s%s}", ts, vs ? ",\"" : "",
-                         key, vs ? "\":" : "", vs ? vs : "");
+        int n = snprintf(cfg->json_tail, cap, ",\"type\":%s%s%s%s%s%s}", ts, vs ? ",\"" : "",
+                         key, vs ? "\":" : "", vs ? vs : "", detach ? ",\"detach\":true" : "");
         cfg->json_tail_len = (size_t)n;
         rc = 0;
     }
@@ -166,7 +171,7 @@ static int configure_jobs(struct bench_cfg *cfg, const struct bench_args *a)
         return -1;
     cfg->has_expect = a->expect != NULL;
     if (cfg->mode == BENCH_JSON) {
-        if (json_tail(cfg, a->input) < 0) {
+        if (json_tail(cfg, a->input, cfg->detach) < 0) {
             cli_error("--type must be UTF-8");
             return -1;
         }
@@ -203,6 +208,10 @@ static int choose_mode(struct bench_cfg *cfg, const struct bench_args *a)
     cfg->mode = a->ping ? BENCH_PING : a->tcp ? BENCH_TCP : a->idle ? BENCH_IDLE
               : a->type ? BENCH_JSON : BENCH_RAW;
     cfg->type = a->type ? a->type : a->raw ? a->raw : "echo";
+    if (cfg->detach && cfg->mode != BENCH_JSON) {
+        cli_error("--detach goes with --type (detached jobs are a /jobs feature)");
+        return -1;
+    }
     if (cfg->mode == BENCH_IDLE) {
         cfg->conns = (unsigned)a->idle;
         cfg->depth = 1;
@@ -371,6 +380,8 @@ static int report(const struct bench_cfg *cfg, const struct bench_stats *t, doub
     json_object_set_new(o, "mode", json_string(mode_name(cfg->mode)));
     if (cfg->mode != BENCH_TCP)
         json_object_set_new(o, "type", json_string(cfg->type));
+    if (cfg->detach)
+        json_object_set_new(o, "detach", json_true());
     if (cfg->generated)
         set_u64(o, "size", cfg->size);
     set_u64(o, "conns", cfg->conns);

@@ -54,6 +54,7 @@ struct bench_cfg {
     double          hold;           /* --idle: seconds to stay connected */
     long            pid;            /* --idle: process whose memory to watch */
     bool            allow_errors;
+    bool            detach;         /* json: "detach":true on every submit */
     size_t          size;           /* generated messages: bytes */
     bool            generated;      /* messages are random bytes with a
                                      * sequence number, replies must echo them */

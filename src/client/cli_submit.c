@@ -1,10 +1,14 @@
-/* cli_submit.c — `wsjob submit TYPE [INPUT|-]`: one job over /jobs, its
- * output on stdout as it arrives.
+/* cli_submit.c — `wsjob submit TYPE [INPUT|-]` and `wsjob attach HANDLE`:
+ * one job over /jobs, its output on stdout as it arrives.  `submit
+ * --detach` stops at the job's handle instead; `attach` follows a detached
+ * job by its handle from any connection.
  *
- * SIGINT is blocked except while waiting for the server (ppoll inside
- * ws_client_recv), so a Ctrl-C is seen exactly there and turned into a
- * cancel; the job's own terminal event still ends the command, which is how
- * the user learns whether the cancel won the race with a done. */
+ * For submit, SIGINT is blocked except while waiting for the server (ppoll
+ * inside ws_client_recv), so a Ctrl-C is seen exactly there and turned into
+ * a cancel; the job's own terminal event still ends the command, which is
+ * how the user learns whether the cancel won the race with a done.  attach
+ * leaves SIGINT alone: a Ctrl-C stops following, and the detached job goes
+ * on. */
 #include <errno.h>
 #include <jansson.h>
 #include <mbedtls/base64.h>
@@ -23,7 +27,10 @@
 #define BAR_WIDTH          30
 
 struct submit {
-    const char *type;
+    const char *type;       /* submit: the job type */
+    const char *handle;     /* attach: the job to follow */
+    uint64_t from_seq;      /* attach: the first chunk wanted */
+    bool detach;            /* submit --detach: print the handle and stop */
     const uint8_t *input;   /* NULL: no input */
     size_t input_len;
     bool b64;
@@ -83,20 +90,35 @@ static int add_input(json_t *req, const struct submit *s)
     return v ? json_object_set_new(req, key, v) : -1;
 }
 
+static int add_submit(json_t *req, const struct submit *s)
+{
+    if (json_object_set_new(req, "op", json_string("submit")) < 0 ||
+        json_object_set_new(req, "type", json_string(s->type)) < 0 || add_input(req, s) < 0)
+        return -1;
+    if (s->timeout_ms &&
+        json_object_set_new(req, "timeout_ms", json_integer((json_int_t)s->timeout_ms)) < 0)
+        return -1;
+    return s->detach ? json_object_set_new(req, "detach", json_true()) : 0;
+}
+
+static int add_attach(json_t *req, const struct submit *s)
+{
+    if (json_object_set_new(req, "op", json_string("attach")) < 0 ||
+        json_object_set_new(req, "handle", json_string(s->handle)) < 0)
+        return -1;
+    return json_object_set_new(req, "from_seq", json_integer((json_int_t)s->from_seq));
+}
+
 static char *build_request(const struct submit *s)
 {
     json_t *req = json_object();
     char *text = NULL;
-    if (req && json_object_set_new(req, "op", json_string("submit")) == 0 &&
-        json_object_set_new(req, "id", json_string(s->id)) == 0 &&
-        json_object_set_new(req, "type", json_string(s->type)) == 0 &&
-        add_input(req, s) == 0 &&
-        (!s->timeout_ms || json_object_set_new(req, "timeout_ms",
-                                               json_integer((json_int_t)s->timeout_ms)) == 0))
+    if (req && json_object_set_new(req, "id", json_string(s->id)) == 0 &&
+        (s->handle ? add_attach(req, s) : add_submit(req, s)) == 0)
         text = json_dumps(req, JSON_COMPACT);
     json_decref(req);
     if (!text)
-        cli_error("cannot encode the request (is TYPE valid UTF-8?)");
+        cli_error("cannot encode the request (is %s valid UTF-8?)", s->handle ? "HANDLE" : "TYPE");
     return text;
 }
 
@@ -173,6 +195,19 @@ static const char *field(json_t *ev, const char *key, const char *dflt)
     return v ? v : dflt;
 }
 
+/* The handle is all a detached submit waits for. */
+static int print_handle(struct submit *s, json_t *ev)
+{
+    const char *h = field(ev, "handle", NULL);
+    if (!h) {
+        cli_error("the server accepted the job without a handle");
+        return CLI_FAIL;
+    }
+    if (write_out(s, (const uint8_t *)h, strlen(h)) < 0 || write_out(s, (const uint8_t *)"\n", 1) < 0)
+        return CLI_FAIL;
+    return CLI_OK;
+}
+
 /* One event: CLI_OK or CLI_FAIL when it ends the job, -1 to go on. */
 static int handle_event(struct submit *s, const uint8_t *data, size_t len)
 {
@@ -193,6 +228,9 @@ static int handle_event(struct submit *s, const uint8_t *data, size_t len)
         rc = CLI_FAIL;
     } else if (!id) {
         rc = -1;
+    } else if (strcmp(event, "accepted") == 0) {
+        if (s->detach)
+            rc = print_handle(s, ev);
     } else if (strcmp(event, "progress") == 0) {
         if (isatty(2))
             draw_bar(s, ev);
@@ -283,7 +321,8 @@ static int run(struct cli_opts *o, struct submit *s)
     if (request && !c)
         cli_error("%s", why);
     if (c) {
-        catch_sigint(c);
+        if (!s->handle)
+            catch_sigint(c);
         rc = converse(s, c, request);
         ws_client_close(c);
     }
@@ -296,6 +335,7 @@ static const struct option opts[] = {
     CLI_COMMON_LONGOPTS,
     { "b64", no_argument, NULL, 'b' },
     { "timeout", required_argument, NULL, 't' },
+    { "detach", no_argument, NULL, 'D' },
     { NULL, 0, NULL, 0 },
 };
 
@@ -311,6 +351,8 @@ int cli_submit(struct cli_opts *o, int argc, char **argv)
             return CLI_HELP;
         if (opt == 'b')
             s.b64 = true;
+        else if (opt == 'D')
+            s.detach = true;
         else if (opt != 't' || cli_parse_u64("--timeout", optarg, 1, 86400000, &s.timeout_ms) < 0)
             return CLI_USAGE;
     }
@@ -332,4 +374,32 @@ int cli_submit(struct cli_opts *o, int argc, char **argv)
     int rc = run(o, &s);
     free(owned);
     return rc;
+}
+
+static const struct option attach_opts[] = {
+    CLI_COMMON_LONGOPTS,
+    { "from-seq", required_argument, NULL, 'f' },
+    { NULL, 0, NULL, 0 },
+};
+
+int cli_attach(struct cli_opts *o, int argc, char **argv)
+{
+    struct submit s = { .last_byte = -1, .tty_out = isatty(1) };
+    int opt;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "h", attach_opts, NULL)) != -1) {
+        if (cli_common_option(o, opt, optarg))
+            continue;
+        if (opt == 'h')
+            return CLI_HELP;
+        if (opt != 'f' || cli_parse_u64("--from-seq", optarg, 0, (uint64_t)INT64_MAX, &s.from_seq) < 0)
+            return CLI_USAGE;
+    }
+    if (argc - optind != 1) {
+        cli_error("attach takes one HANDLE");
+        return CLI_USAGE;
+    }
+    s.handle = argv[optind];
+    snprintf(s.id, sizeof s.id, "wsjob-%ld", (long)getpid());
+    return run(o, &s);
 }

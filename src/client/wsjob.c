@@ -16,12 +16,14 @@ static const char usage_text[] =
     "Commands:\n"
     "  submit TYPE [INPUT|-]   run one job; print its output (chunks as they\n"
     "                          arrive); exit 0 when done, 1 on an error\n"
+    "  attach HANDLE           follow a detached job as submit does\n"
     "  stats                   the server's queues, workers and jobs as a table\n"
     "  bench                   load generator: throughput and latency\n"
     "\n"
     "Options of every command:\n"
     "      --url URL           ws://HOST:PORT[/PATH] (default " CLI_DEFAULT_URL ");\n"
-    "                          [::1] for IPv6.  submit uses PATH or /jobs\n"
+    "                          [::1] for IPv6.  submit and attach use PATH\n"
+    "                          or /jobs\n"
     "      --token TOKEN       send Authorization: Bearer TOKEN\n"
     "      --cafile FILE       CA certificates (PEM) that wss:// servers are\n"
     "                          checked against (default: the system's)\n"
@@ -34,8 +36,15 @@ static const char usage_text[] =
     "  (bytes that are not UTF-8 go as input_b64).  No INPUT: empty input.\n"
     "      --b64               send the bytes of INPUT as input_b64\n"
     "      --timeout MS        the job's deadline (timeout_ms)\n"
+    "      --detach            run it detached: print its handle and exit 0\n"
+    "                          once it is accepted; the job goes on\n"
     "  Progress is drawn on stderr when it is a terminal.  Ctrl-C cancels the\n"
     "  job and waits for its answer; a second Ctrl-C quits at once.\n"
+    "\n"
+    "attach HANDLE:\n"
+    "      --from-seq N        replay kept chunks from seq N (default 0)\n"
+    "  Output and exit status as for submit; an unknown or expired handle\n"
+    "  exits 1 with not_found.  Ctrl-C stops following; the job goes on.\n"
     "\n"
     "stats:\n"
     "      --json              print the /stats object as it came\n"
@@ -52,6 +61,8 @@ static const char usage_text[] =
     "      --raw TYPE          raw mode on /run/TYPE: one message per job,\n"
     "                          replies in order (default: --raw echo)\n"
     "      --type TYPE         JSON mode on /jobs, ids matched per reply\n"
+    "      --detach            --type: submit detached jobs (accepted, then\n"
+    "                          the final event on the same connection)\n"
     "      --input TEXT        job input (as for submit); raw: the message\n"
     "      --size BYTES        raw echo: random messages of BYTES (default 64)\n"
     "      --expect OUTPUT     every output must equal OUTPUT\n"
@@ -76,13 +87,15 @@ static int run(struct cli_opts *o, const char *cmd, int argc, char **argv)
 {
     if (strcmp(cmd, "submit") == 0)
         return cli_submit(o, argc, argv);
+    if (strcmp(cmd, "attach") == 0)
+        return cli_attach(o, argc, argv);
     if (strcmp(cmd, "stats") == 0)
         return cli_stats(o, argc, argv);
     if (strcmp(cmd, "bench") == 0)
         return cli_bench(o, argc, argv);
     if (strcmp(cmd, "help") == 0)
         return CLI_HELP;
-    cli_error("unknown command '%s' (submit, stats or bench)", cmd);
+    cli_error("unknown command '%s' (submit, attach, stats or bench)", cmd);
     return CLI_USAGE;
 }
 

@@ -35,6 +35,7 @@
 static void read_cb(struct bufferevent *bev, void *arg);
 
 struct dispatch *conn_dispatch(const struct conn *c) { return c->f->d; }
+struct detach_store *conn_detach(const struct conn *c) { return c->f->ds; }
 struct jout *conn_scratch(const struct conn *c) { return &c->f->scratch; }
 size_t conn_stream_window(const struct conn *c) { return c->f->p->stream_window; }
 unsigned conn_max_inflight(const struct conn *c) { return c->f->cfg->max_inflight; }

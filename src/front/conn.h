@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 struct conn;
+struct detach_store;
 struct dispatch;
 struct jout;
 
@@ -69,6 +70,7 @@ void conn_count_busy(struct conn *c);
 /* What a route needs of the front, and nothing more: routes never see the
  * front's struct. */
 struct dispatch *conn_dispatch(const struct conn *c);
+struct detach_store *conn_detach(const struct conn *c);   /* detached jobs */
 struct jout *conn_scratch(const struct conn *c);   /* format one event at a time here */
 size_t conn_stream_window(const struct conn *c);   /* bytes of a stream buffered per job */
 unsigned conn_max_inflight(const struct conn *c);

@@ -15,6 +15,7 @@ struct event_base;
 struct supervisor;
 struct conn;
 struct agent_check;
+struct detach_store;
 
 struct front_counters {
     uint64_t open, accepted_total, rejected_total, tls_open;
@@ -41,6 +42,7 @@ struct front {
     struct config     *cfg;        /* current config; replaced on reload */
     struct pipeline   *p;
     struct dispatch   *d;
+    struct detach_store *ds;       /* detached jobs (front/detach.h) */
     struct supervisor *sup;
     struct agent_check *agent;     /* NULL without --agent-listen */
     struct front_counters conns;

@@ -5,7 +5,9 @@
  * could be read gets exactly one final event.  A submit refused before it
  * reaches dispatch is answered here at once; one admitted is answered by
  * dispatch through the sink below, exactly once, and only then is its
- * entry freed. */
+ * entry freed.  A detached job's final answer goes to the detached-job
+ * store instead, which passes it on to whichever id follows the job
+ * (jobs_detach.c). */
 #include "front/jobs_proto.h"
 
 #include <jansson.h>
@@ -13,35 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "front/job_events.h"
+#include "front/jobs_parts.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
 #include "wire/json_out.h"
-#include "wire/utf8.h"
 #include "wire/ws_frame.h"
-
-#define ID_MAX 64
-#define PROGRESS_MIN_NS 100000000   /* ~10 progress events per second per job */
-
-struct jobs_conn;
-
-/* One job in flight on this connection; the dispatch cookie. */
-struct entry {
-    struct jobs_conn *jc;
-    struct entry *next;
-    uint32_t job;
-    uint32_t chunk_seq;
-    uint64_t unacked;           /* stream bytes handed to the socket buffer */
-    int64_t  last_progress_ns;
-    uint8_t  idlen;
-    char     id[ID_MAX];
-};
-
-struct jobs_conn {
-    struct conn  *c;
-    struct entry *jobs;         /* in flight, newest first */
-    unsigned      n;
-    int           shutting_down;
-};
 
 static const struct job_sink sink;
 
@@ -53,45 +32,17 @@ void *jobs_proto_new(struct conn *c)
     return jc;
 }
 
-static struct jout *scratch(struct jobs_conn *jc)
+struct jout *jobs_scratch(struct jobs_conn *jc)
 {
     struct jout *j = conn_scratch(jc->c);
     jout_reset(j);
     return j;
 }
 
-static void send_json(struct jobs_conn *jc, struct jout *j)
+void jobs_send(struct jobs_conn *jc, struct jout *j)
 {
     if (!j->oom)
         conn_send(jc->c, WS_OP_TEXT, j->p, j->len);
-}
-
-static void begin_event(struct jout *j, const char *id, size_t idlen, const char *event)
-{
-    jout_lit(j, "{");
-    if (id) {
-        jout_lit(j, "\"id\":");
-        jout_str(j, id, idlen);
-        jout_lit(j, ",");
-    }
-    jout_lit(j, "\"event\":\"");
-    jout_lit(j, event);
-    jout_lit(j, "\"");
-}
-
-/* "output":"..." when the bytes are UTF-8 text, else "output_b64":"...".
- * Text heavy with control bytes escapes to six bytes per byte (\u00XX);
- * past a third more than its length base64 is the smaller, and what the
- * client has not read yet is memory the front holds. */
-static void put_output(struct jout *j, const uint8_t *data, size_t len)
-{
-    if (utf8_valid(data, len) && jout_str_size(data, len) <= jout_b64_size(len)) {
-        jout_lit(j, ",\"output\":");
-        jout_str(j, data, len);
-    } else {
-        jout_lit(j, ",\"output_b64\":");
-        jout_b64(j, data, len);
-    }
 }
 
 static void send_error(struct jobs_conn *jc, const char *id, size_t idlen,
@@ -99,22 +50,13 @@ static void send_error(struct jobs_conn *jc, const char *id, size_t idlen,
 {
     if (code == JE_BUSY)
         conn_count_busy(jc->c);
-    struct jout *j = scratch(jc);
-    begin_event(j, id, idlen, "error");
-    jout_lit(j, ",\"code\":\"");
-    jout_lit(j, job_error_name(code));
-    jout_lit(j, "\",\"message\":");
-    /* A handler's message may not be valid UTF-8; JSON text must be. */
-    if (utf8_valid((const uint8_t *)msg, msglen))
-        jout_str(j, msg, msglen);
-    else
-        jout_lit(j, "\"(message not valid UTF-8)\"");
-    jout_lit(j, "}");
-    send_json(jc, j);
+    struct jout *j = jobs_scratch(jc);
+    jev_error(j, id, idlen, code, msg, msglen);
+    jobs_send(jc, j);
 }
 
-static void send_error_c(struct jobs_conn *jc, const char *id, size_t idlen,
-                         enum job_error code, const char *msg)
+void jobs_send_error(struct jobs_conn *jc, const char *id, size_t idlen,
+                     enum job_error code, const char *msg)
 {
     send_error(jc, id, idlen, code, msg, strlen(msg));
 }
@@ -138,6 +80,51 @@ static void unlink_entry(struct jobs_conn *jc, struct entry *e)
     }
 }
 
+void jobs_link(struct jobs_conn *jc, struct entry *e)
+{
+    e->next = jc->jobs;
+    jc->jobs = e;
+    jc->n++;
+}
+
+void jobs_finish(struct entry *e)
+{
+    struct jobs_conn *jc = e->jc;
+    unlink_entry(jc, e);
+    free(e);
+    conn_resume(jc->c);
+}
+
+struct entry *jobs_new_entry(struct jobs_conn *jc, const char *id, size_t idlen)
+{
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->jc = jc;
+    e->idlen = (uint8_t)idlen;
+    memcpy(e->id, id, idlen);
+    return e;
+}
+
+int jobs_admit(struct jobs_conn *jc, const char *id, size_t idlen)
+{
+    if (find(jc, id, idlen)) {
+        jobs_send_error(jc, id, idlen, JE_DUPLICATE_ID, "a job with this id is in flight");
+        return -1;
+    }
+    if (jc->n >= conn_max_inflight(jc->c)) {
+        jobs_send_error(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
+        return -1;
+    }
+    /* Its output would add to what the front already holds past its
+     * budget; refused before the input is even decoded. */
+    if (conn_budget_refuse(jc->c)) {
+        jobs_send_error(jc, id, idlen, JE_BUSY, "server memory budget reached");
+        return -1;
+    }
+    return 0;
+}
+
 static void ack_entry(struct entry *e)
 {
     if (!e->unacked)
@@ -153,13 +140,9 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
     struct entry *e = cookie;
     struct jobs_conn *jc = e->jc;
     (void)job;
-    struct jout *j = scratch(jc);
-    begin_event(j, e->id, e->idlen, "chunk");
-    jout_lit(j, ",\"seq\":");
-    jout_u64(j, e->chunk_seq++);
-    put_output(j, data, len);
-    jout_lit(j, "}");
-    send_json(jc, j);
+    struct jout *j = jobs_scratch(jc);
+    jev_chunk(j, e->id, e->idlen, e->chunk_seq++, data, len);
+    jobs_send(jc, j);
     e->unacked += len;
     /* While the socket keeps up, acknowledge at once; otherwise the bytes
      * stay unacknowledged until the buffer drains (see drained()), which is
@@ -173,25 +156,12 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
     struct entry *e = cookie;
     (void)job;
     int64_t now = shm_now_ns();
-    if (now - e->last_progress_ns < PROGRESS_MIN_NS)
+    if (now - e->last_progress_ns < JEV_PROGRESS_MIN_NS)
         return;
     e->last_progress_ns = now;
-    struct jout *j = scratch(e->jc);
-    begin_event(j, e->id, e->idlen, "progress");
-    jout_lit(j, ",\"done\":");
-    jout_u64(j, done);
-    jout_lit(j, ",\"total\":");
-    jout_u64(j, total);
-    jout_lit(j, "}");
-    send_json(e->jc, j);
-}
-
-static void finish(struct entry *e)
-{
-    struct jobs_conn *jc = e->jc;
-    unlink_entry(jc, e);
-    free(e);
-    conn_resume(jc->c);
+    struct jout *j = jobs_scratch(e->jc);
+    jev_progress(j, e->id, e->idlen, done, total);
+    jobs_send(e->jc, j);
 }
 
 static void on_done(void *cookie, uint32_t job, const uint8_t *data, size_t len,
@@ -199,20 +169,10 @@ static void on_done(void *cookie, uint32_t job, const uint8_t *data, size_t len,
 {
     struct entry *e = cookie;
     (void)job;
-    struct jout *j = scratch(e->jc);
-    begin_event(j, e->id, e->idlen, "done");
-    if (has_output)
-        put_output(j, data, len);
-    jout_lit(j, ",\"queued_us\":");
-    jout_u64(j, queued_us);
-    jout_lit(j, ",\"run_us\":");
-    jout_u64(j, run_us);
-    jout_lit(j, "}");
-    if (j->oom)
-        send_error_c(e->jc, e->id, e->idlen, JE_TOO_LARGE, "output too large to encode");
-    else
-        send_json(e->jc, j);
-    finish(e);
+    struct jout *j = jobs_scratch(e->jc);
+    jev_done(j, e->id, e->idlen, data, len, has_output, queued_us, run_us);
+    jobs_send(e->jc, j);
+    jobs_finish(e);
 }
 
 static void on_error(void *cookie, uint32_t job, enum job_error code, const char *msg, size_t len)
@@ -220,7 +180,7 @@ static void on_error(void *cookie, uint32_t job, enum job_error code, const char
     struct entry *e = cookie;
     (void)job;
     send_error(e->jc, e->id, e->idlen, code, msg, len);
-    finish(e);
+    jobs_finish(e);
 }
 
 static const struct job_sink sink = {
@@ -284,73 +244,62 @@ static enum job_error read_input(json_t *req, const uint8_t **in, size_t *len,
 static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
 {
     if (jc->shutting_down || conn_draining(jc->c)) {
-        send_error_c(jc, id, idlen, JE_SHUTTING_DOWN, "the server is shutting down");
+        jobs_send_error(jc, id, idlen, JE_SHUTTING_DOWN, "the server is shutting down");
         return;
     }
     json_t *type = json_object_get(req, "type");
     if (!json_is_string(type)) {
-        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "type must be a string");
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "type must be a string");
         return;
     }
     int t = registry_find(json_string_value(type), json_string_length(type));
     if (t < 0) {
-        send_error_c(jc, id, idlen, JE_UNKNOWN_TYPE, "no such job type");
+        jobs_send_error(jc, id, idlen, JE_UNKNOWN_TYPE, "no such job type");
         return;
     }
     json_t *tmo = json_object_get(req, "timeout_ms");
     if (tmo && (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
                 json_integer_value(tmo) > 86400000)) {
-        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "timeout_ms must be an integer 1..86400000");
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "timeout_ms must be an integer 1..86400000");
         return;
     }
-    if (find(jc, id, idlen)) {
-        send_error_c(jc, id, idlen, JE_DUPLICATE_ID, "a job with this id is in flight");
+    json_t *detach = json_object_get(req, "detach");
+    if (detach && !json_is_boolean(detach)) {
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "detach must be true or false");
         return;
     }
-    if (jc->n >= conn_max_inflight(jc->c)) {
-        send_error_c(jc, id, idlen, JE_BUSY, "too many jobs in flight on this connection");
+    if (jobs_admit(jc, id, idlen) < 0)
         return;
-    }
-    /* Its output would add to what the front already holds past its
-     * budget; refused before the input is even decoded. */
-    if (conn_budget_refuse(jc->c)) {
-        send_error_c(jc, id, idlen, JE_BUSY, "server memory budget reached");
-        return;
-    }
     const uint8_t *in;
     size_t len;
     uint8_t *owned;
-    const char *why;
+    const char *why = NULL;
     if (read_input(req, &in, &len, &owned, &why) != JE_NONE) {
-        send_error_c(jc, id, idlen, JE_BAD_REQUEST, why);
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, why);
         return;
     }
-    struct entry *e = calloc(1, sizeof *e);
+    struct entry *e = jobs_new_entry(jc, id, idlen);
     if (!e) {
         free(owned);
-        send_error_c(jc, id, idlen, JE_BUSY, "out of memory");
+        jobs_send_error(jc, id, idlen, JE_BUSY, "out of memory");
         return;
     }
-    e->jc = jc;
-    e->idlen = (uint8_t)idlen;
-    memcpy(e->id, id, idlen);
     struct job_request r = {
         .type = t, .input = in, .len = len,
         .timeout_ms = tmo ? json_integer_value(tmo) : 0,
         .id = e->id, .id_len = e->idlen,
         .sink = &sink, .cookie = e,
     };
-    enum job_error err = dispatch_submit(conn_dispatch(jc->c), &r, &e->job);
+    enum job_error err = json_is_true(detach) ? jobs_detach_submit(e, &r, &why)
+                                              : dispatch_submit(conn_dispatch(jc->c), &r, &e->job);
     free(owned);
     if (err != JE_NONE) {
         free(e);
-        send_error_c(jc, id, idlen, err, err == JE_BUSY ? "queue full" :
-                     err == JE_TOO_LARGE ? "input exceeds max-message" : "rejected");
+        jobs_send_error(jc, id, idlen, err, why ? why : err == JE_BUSY ? "queue full" :
+                        err == JE_TOO_LARGE ? "input exceeds max-message" : "rejected");
         return;
     }
-    e->next = jc->jobs;
-    jc->jobs = e;
-    jc->n++;
+    jobs_link(jc, e);
 }
 
 static void cancel(struct jobs_conn *jc, const char *id, size_t idlen)
@@ -358,8 +307,12 @@ static void cancel(struct jobs_conn *jc, const char *id, size_t idlen)
     /* Not in flight (unknown, or answered already): ignored, so a cancel
      * racing a done is harmless. */
     struct entry *e = find(jc, id, idlen);
-    if (e)
+    if (!e)
+        return;
+    if (e->kind == ENTRY_JOB)
         dispatch_cancel(conn_dispatch(jc->c), e->job);
+    else
+        jobs_detach_cancel(e);
 }
 
 static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, size_t len)
@@ -367,13 +320,22 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
     struct jobs_conn *jc = state;
     (void)c;
     if (opcode != WS_OP_TEXT) {
-        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, "send JSON text messages");
+        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, "send JSON text messages");
         return;
     }
     json_error_t jerr;
     json_t *req = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req || !json_is_object(req)) {
-        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, req ? "not a JSON object" : jerr.text);
+        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, req ? "not a JSON object" : jerr.text);
+        json_decref(req);
+        return;
+    }
+    json_t *op = json_object_get(req, "op");
+    const char *ops = json_is_string(op) ? json_string_value(op) : "";
+    json_t *handle = strcmp(ops, "cancel") == 0 ? json_object_get(req, "handle") : NULL;
+    /* A cancel by handle needs no id: nothing is answered to it. */
+    if (handle) {
+        jobs_cancel_handle(jc, handle);
         json_decref(req);
         return;
     }
@@ -381,18 +343,18 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
     const char *id = json_is_string(idv) ? json_string_value(idv) : NULL;
     size_t idlen = id ? json_string_length(idv) : 0;
     if (!id || idlen < 1 || idlen > ID_MAX) {
-        send_error_c(jc, NULL, 0, JE_BAD_REQUEST, "id must be a string of 1 to 64 bytes");
+        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, "id must be a string of 1 to 64 bytes");
         json_decref(req);
         return;
     }
-    json_t *op = json_object_get(req, "op");
-    const char *ops = json_is_string(op) ? json_string_value(op) : "";
     if (strcmp(ops, "submit") == 0)
         submit(jc, req, id, idlen);
     else if (strcmp(ops, "cancel") == 0)
         cancel(jc, id, idlen);
+    else if (strcmp(ops, "attach") == 0)
+        jobs_attach(jc, req, id, idlen);
     else
-        send_error_c(jc, id, idlen, JE_BAD_REQUEST, "op must be submit or cancel");
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "op must be submit, cancel or attach");
     json_decref(req);
 }
 
@@ -400,8 +362,12 @@ static void on_drained(struct conn *c, void *state)
 {
     struct jobs_conn *jc = state;
     (void)c;
-    for (struct entry *e = jc->jobs; e; e = e->next)
-        ack_entry(e);
+    for (struct entry *e = jc->jobs; e; e = e->next) {
+        if (e->kind == ENTRY_JOB)
+            ack_entry(e);
+        else if (e->kind == ENTRY_DETACHED)
+            detach_drained(e->dj);
+    }
 }
 
 static int on_room(struct conn *c, void *state)
@@ -424,7 +390,10 @@ static void on_closed(struct conn *c, void *state)
     struct entry *e = jc->jobs;
     while (e) {
         struct entry *next = e->next;
-        dispatch_detach(d, e->job);
+        if (e->kind == ENTRY_JOB)
+            dispatch_detach(d, e->job);
+        else
+            jobs_detach_closed(e);
         free(e);
         e = next;
     }

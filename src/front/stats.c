@@ -24,6 +24,7 @@
 #include "front/agent_check.h"
 #include "front/dashboard_feed.h"
 #include "front/dashboard_history.h"
+#include "front/detach.h"
 #include "front/front.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
@@ -219,6 +220,21 @@ static void agent_json(struct jout *j, const struct front *f)
     jout_lit(j, "},");
 }
 
+static void detached_json(struct jout *j, const struct detach_stats *ds)
+{
+    jout_lit(j, "\"detached\":{");
+    kv(j, "held", ds->held, 1);
+    kv(j, "running", ds->running, 1);
+    kv(j, "finished_kept", ds->finished_kept, 1);
+    kv(j, "kept_bytes", ds->kept_bytes, 1);
+    kv(j, "accepted_total", ds->accepted_total, 1);
+    kv(j, "dropped_events_total", ds->dropped_events_total, 1);
+    kv(j, "expired_total", ds->expired_total, 1);
+    kv(j, "attach_total", ds->attach_total, 1);
+    kv(j, "superseded_total", ds->superseded_total, 0);
+    jout_lit(j, "},");
+}
+
 void stats_json(struct front *f, struct jout *j)
 {
     const struct dispatch_stats *st = dispatch_stats(f->d);
@@ -266,6 +282,7 @@ void stats_json(struct front *f, struct jout *j)
     jout_lit(j, "],");
     kv(j, "workers_restarted_total", supervisor_restarts(f->sup), 1);
     agent_json(j, f);
+    detached_json(j, detach_stats(f->ds));
     jout_lit(j, "\"jobs\":{");
     kv(j, "submitted_total", st->submitted, 1);
     kv(j, "done_total", st->done, 1);
@@ -364,6 +381,25 @@ static void worker_process_metrics(struct jout *j, const struct pipeline *p)
     per_process(j, p, "worker_restarts_total", 0);
 }
 
+static void detached_metrics(struct jout *j, const struct detach_stats *ds)
+{
+    one(j, "detached_held", "gauge", "Detached jobs held: running, or finished and kept.", ds->held);
+    one(j, "detached_running", "gauge", "Detached jobs running.", ds->running);
+    one(j, "detached_finished_kept", "gauge", "Finished detached jobs whose final event is kept.",
+        ds->finished_kept);
+    one(j, "detached_kept_bytes", "gauge", "Bytes of event text kept for detached jobs.",
+        ds->kept_bytes);
+    one(j, "detached_accepted_total", "counter", "Detached jobs accepted.", ds->accepted_total);
+    one(j, "detached_dropped_events_total", "counter",
+        "Chunk events of detached jobs dropped past --detach-buffer.", ds->dropped_events_total);
+    one(j, "detached_expired_total", "counter", "Finished detached jobs forgotten after --result-ttl.",
+        ds->expired_total);
+    one(j, "detached_attach_total", "counter", "Attaches that found their detached job.",
+        ds->attach_total);
+    one(j, "detached_superseded_total", "counter", "Followers displaced by a newer attach.",
+        ds->superseded_total);
+}
+
 void stats_metrics(struct front *f, struct jout *j)
 {
     const struct dispatch_stats *st = dispatch_stats(f->d);
@@ -455,6 +491,7 @@ void stats_metrics(struct front *f, struct jout *j)
         snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);
         metric(j, "jobs_running", lb, running[t]);
     }
+    detached_metrics(j, detach_stats(f->ds));
     metric_head(j, "job_run_seconds", "histogram", "Handler run time of jobs answered done.");
     for (size_t t = 0; t < registry_count(); t++) {
         snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);

@@ -18,6 +18,7 @@
 #include "front/conn_accept.h"
 #include "front/dashboard_feed.h"
 #include "front/dashboard_page.h"
+#include "front/detach.h"
 #include "front/front.h"
 #include "front/linger.h"
 #include "front/listener.h"
@@ -55,6 +56,13 @@ static struct dispatch_params dispatch_params_of(const struct config *c)
         .job_timeout_ms = c->job_timeout_ms,
         .cancel_grace_ms = c->cancel_grace_ms,
         .crash_retries = c->crash_retries,
+    };
+}
+
+static struct detach_params detach_params_of(const struct config *c)
+{
+    return (struct detach_params){
+        .buffer = c->detach_buffer, .ttl_s = c->result_ttl_s, .max_jobs = c->max_detached,
     };
 }
 
@@ -143,6 +151,8 @@ static void reload(void)
     log_set_level(next->log_level);
     struct dispatch_params dp = dispatch_params_of(next);
     dispatch_set_params(front.d, &dp);
+    struct detach_params dtp = detach_params_of(next);
+    detach_set_params(front.ds, &dtp);
     struct worker_limits lim = limits_of(next);
     supervisor_set_limits(front.sup, &lim);
     conn_budget_changed(&front);
@@ -268,7 +278,9 @@ static int start(void)
     front.base = event_base_new();
     struct dispatch_params dp = dispatch_params_of(c);
     front.d = front.base ? dispatch_new(front.base, front.p, &dp) : NULL;
-    if (!front.d) {
+    struct detach_params dtp = detach_params_of(c);
+    front.ds = front.d ? detach_new(front.base, front.d, &dtp) : NULL;
+    if (!front.ds) {
         fprintf(stderr, "wsjobd: cannot set up the event loop\n");
         return 1;
     }
@@ -365,6 +377,7 @@ int main(int argc, char **argv)
         event_free(shutdown_tick);
     supervisor_free(front.sup);
     stats_stop();
+    detach_free(front.ds);
     dispatch_free(front.d);
     tls_server_free();
     linger_end_all();

@@ -7,7 +7,10 @@
  *                 the connection's route: the client's id, the stream's
  *                 sequence numbers and unacknowledged bytes.  It is the
  *                 dispatch *cookie*; dispatch calls back through the route's
- *                 `struct job_sink` with it and never frees it.
+ *                 `struct job_sink` with it and never frees it.  A detached
+ *                 job's cookie is instead a record of the detached-job store
+ *                 (front/detach.h), which outlives the connection and keeps
+ *                 the final answer; ids on connections only follow it.
  *
  *   job record    `struct job_rec` below, in the front's memory.  Owned by
  *                 dispatch (pipeline/dispatch.c): the sink and cookie, the

@@ -22,6 +22,8 @@ static const char *const error_names[JE_COUNT] = {
     [JE_HANDLER_ERROR] = "handler_error",
     [JE_FORBIDDEN] = "forbidden",
     [JE_SHUTTING_DOWN] = "shutting_down",
+    [JE_NOT_FOUND] = "not_found",
+    [JE_SUPERSEDED] = "superseded",
 };
 
 const char *job_error_name(enum job_error e)

@@ -93,6 +93,8 @@ enum job_error {
     JE_BAD_REQUEST, JE_UNKNOWN_TYPE, JE_TOO_LARGE, JE_DUPLICATE_ID, JE_BUSY,
     JE_TIMEOUT, JE_CANCELLED, JE_WORKER_CRASHED, JE_HANDLER_ERROR, JE_FORBIDDEN,
     JE_SHUTTING_DOWN,
+    JE_NOT_FOUND,           /* a detached job's handle unknown or expired */
+    JE_SUPERSEDED,          /* a newer attach follows the detached job now */
     JE_COUNT
 };
 const char *job_error_name(enum job_error e);

@@ -231,7 +231,7 @@ const struct opt_def cfg_options[] = {
     { "detach-buffer", 0, K_SIZE, F_OFF, FIELD(detach_buffer), KIB, KIB * KIB * KIB, NULL,
       {"1M"}, "SIZE", "a detached job's kept chunk events, oldest\n"
       "dropped past it; 0: keep none" },
-    { "max-detached", 0, K_UINT, 0, FIELD(max_detached), 1, 1000000, NULL, {"1024"}, "N",
+    { "max-detached", 0, K_UINT, 0, FIELD(max_detached), 1, 1000000, NULL, {"10000"}, "N",
       "detached jobs held at once, running or kept\nfinished; busy past it" },
     { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },

@@ -226,6 +226,25 @@ class Failures(unittest.TestCase):
                 owner.proc.kill()
                 owner.proc.wait()
 
+    def test_a_stopping_owner_writes_its_jobs_finals_before_it_exits(self):
+        with Redis() as redis, stored_daemon(redis) as follower:
+            owner = stored_daemon(redis, "--shutdown-timeout", "0").start()
+            try:
+                wait_for(lambda: store_up(owner) and store_up(follower), 10, "the store up")
+
+                async def go():
+                    handle, fw = await followed_elsewhere(owner, follower)
+                    owner.stop()                # SIGTERM: the job is answered shutting_down
+                    self.assertEqual(owner.proc.returncode, 0)
+                    _, finals = await collect(fw, ["f"], timeout=10)
+                    self.assertEqual(finals["f"]["code"], "shutting_down", finals["f"])
+                    chunks, final = await attach(fw, "g", handle, 10 ** 9, timeout=10)
+                    self.assertEqual((chunks, final["code"]), ([], "shutting_down"))
+                    await fw.close()
+                run(go(), 40)
+            finally:
+                owner.stop()
+
     def test_redis_down_answers_detached_submits_busy_and_back_up_they_work_again(self):
         redis = Redis().start()
         try:

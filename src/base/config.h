@@ -72,6 +72,7 @@ struct config {
                                            event is kept this long */
     size_t   detach_buffer;             /* 0..1G: a detached job's kept chunks */
     unsigned max_detached;              /* 1..1000000 detached jobs held */
+    char *result_store;                 /* redis://HOST[:PORT][/DB]; NULL: none */
     struct config_strs  handlers;       /* readable files */
     struct config_strs  python;         /* TYPE=MODULE:FUNCTION[,io], syntax checked */
     struct config_strs  python_path;    /* directories */

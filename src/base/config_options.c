@@ -13,6 +13,7 @@
 #include "base/config_parts.h"
 #include "base/log.h"
 #include "base/netaddr.h"
+#include "store/result_store.h"
 
 /* ---- strings ------------------------------------------------------------- */
 
@@ -160,6 +161,10 @@ static int check_exec(const char *v, char *why, size_t whylen)
     return check_flags(spec + n, "io lines", why, whylen);
 }
 
+static int check_result_store(const char *v, char *why, size_t whylen)
+{
+    return result_store_url_check(v, why, whylen);
+}
 
 #define KIB 1024ull
 #define FIELD(f) offsetof(struct config, f)
@@ -233,6 +238,9 @@ const struct opt_def cfg_options[] = {
       "dropped past it; 0: keep none" },
     { "max-detached", 0, K_UINT, 0, FIELD(max_detached), 1, 1000000, NULL, {"10000"}, "N",
       "detached jobs held at once, running or kept\nfinished; busy past it" },
+    { "result-store", 0, K_STR, F_RESTART, FIELD(result_store), 0, 0, check_result_store,
+      {NULL}, "redis://HOST[:PORT][/DB]", "mirror detached jobs to this Redis, so that\n"
+      "every instance sharing it can attach to them\nand cancel them" },
     { "handlers", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(handlers), 0, 0, check_readable,
       {NULL}, "FILE.so", "load plug-in job types, repeatable" },
     { "python", 0, K_STRS, F_REPEAT | F_RESTART, FIELD(python), 0, 0, check_python,

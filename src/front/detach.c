@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -188,7 +189,9 @@ enum job_error detach_submit(struct detach_store *ds, const struct job_request *
     /* Its result could not be shared: refuse rather than keep it where
      * other instances cannot see it. */
     if (ds->has_mirror && !ds->m.up(ds->m.arg)) {
-        *why = "the result store is not reachable";
+        snprintf(ds->busy_why, sizeof ds->busy_why, "the result store is down (%s)",
+                 ds->m.state ? ds->m.state(ds->m.arg) : "not reachable");
+        *why = ds->busy_why;
         return JE_BUSY;
     }
     struct detach_job *dj = new_job(ds);

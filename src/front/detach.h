@@ -71,6 +71,7 @@ struct detach_stats {
 struct detach_mirror {
     void *arg;
     int  (*up)(void *arg);          /* 0: detached submits answer busy */
+    const char *(*state)(void *arg); /* why it is down, for that busy's message */
     void (*begin)(void *arg, const char *handle);
     /* A chunk (seq: its own) or a progress event (seq: the next chunk's). */
     void (*event)(void *arg, const char *handle, uint64_t seq, const char *json,

@@ -92,6 +92,7 @@ struct detach_store {
     struct detach_keys keys;
     struct jout ev;                 /* one event text at a time */
     struct detach_stats st;
+    char     busy_why[192];         /* a busy's message naming the mirror's state */
 };
 
 /* detach.c: the job has its final event now; its TTL starts. */

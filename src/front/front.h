@@ -16,6 +16,7 @@ struct supervisor;
 struct conn;
 struct agent_check;
 struct detach_store;
+struct detach_redis;
 
 struct front_counters {
     uint64_t open, accepted_total, rejected_total, tls_open;
@@ -43,6 +44,8 @@ struct front {
     struct pipeline   *p;
     struct dispatch   *d;
     struct detach_store *ds;       /* detached jobs (front/detach.h) */
+    struct detach_redis *redis;    /* their mirror in Redis; NULL without
+                                      --result-store */
     struct supervisor *sup;
     struct agent_check *agent;     /* NULL without --agent-listen */
     struct front_counters conns;

@@ -26,6 +26,7 @@
 #include "front/dashboard_history.h"
 #include "front/detach.h"
 #include "front/front.h"
+#include "front/stats_parts.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
 #include "pipeline/supervisor.h"
@@ -113,7 +114,7 @@ static void recent_lag(struct histogram *h)
             hist_merge(h, &lag.slice[i]);
 }
 
-static void kv(struct jout *j, const char *key, uint64_t v, int comma)
+void stats_kv(struct jout *j, const char *key, uint64_t v, int comma)
 {
     jout_lit(j, "\"");
     jout_lit(j, key);
@@ -129,10 +130,10 @@ static void queue_json(struct jout *j, const char *name, uint64_t depth, uint64_
     jout_lit(j, "\"");
     jout_lit(j, name);
     jout_lit(j, "\":{");
-    kv(j, "depth", depth, 1);
-    kv(j, "capacity", cap, 1);
-    kv(j, "enqueued_total", enq, 1);
-    kv(j, "full_total", full, 0);
+    stats_kv(j, "depth", depth, 1);
+    stats_kv(j, "capacity", cap, 1);
+    stats_kv(j, "enqueued_total", enq, 1);
+    stats_kv(j, "full_total", full, 0);
     jout_lit(j, comma ? "}," : "}");
 }
 
@@ -140,9 +141,9 @@ static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now
 {
     uint32_t state = atomic_load_explicit(&w->state, memory_order_acquire);
     jout_lit(j, "{");
-    kv(j, "pid", (uint64_t)atomic_load(&w->pid), 1);
+    stats_kv(j, "pid", (uint64_t)atomic_load(&w->pid), 1);
     if (w->cls == CLASS_IO)
-        kv(j, "tid", (uint64_t)atomic_load(&w->tid), 1);
+        stats_kv(j, "tid", (uint64_t)atomic_load(&w->tid), 1);
     jout_lit(j, w->cls == CLASS_CPU ? "\"class\":\"cpu\"," : "\"class\":\"io\",");
     jout_lit(j, state == WORKER_BUSY ? "\"state\":\"busy\"," :
                 state == WORKER_IDLE ? "\"state\":\"idle\"," : "\"state\":\"starting\",");
@@ -152,13 +153,13 @@ static void worker_json(struct jout *j, const struct worker_desc *w, int64_t now
         jout_str(j, h->name, strlen(h->name));
         jout_lit(j, ",");
         int64_t started = atomic_load(&w->job_start_ns);
-        kv(j, "job_runtime_ms", started && now > started ? (uint64_t)(now - started) / 1000000 : 0, 1);
+        stats_kv(j, "job_runtime_ms", started && now > started ? (uint64_t)(now - started) / 1000000 : 0, 1);
     } else {
         jout_lit(j, "\"job_type\":null,\"job_runtime_ms\":0,");
     }
-    kv(j, "jobs_done", atomic_load(&w->jobs_done), 1);
-    kv(j, "rss_bytes", (uint64_t)atomic_load_explicit(&w->rss_kib, memory_order_relaxed) << 10, 1);
-    kv(j, "restarts", atomic_load_explicit(&w->incarnation, memory_order_relaxed), 0);
+    stats_kv(j, "jobs_done", atomic_load(&w->jobs_done), 1);
+    stats_kv(j, "rss_bytes", (uint64_t)atomic_load_explicit(&w->rss_kib, memory_order_relaxed) << 10, 1);
+    stats_kv(j, "restarts", atomic_load_explicit(&w->incarnation, memory_order_relaxed), 0);
     jout_lit(j, "}");
 }
 
@@ -181,11 +182,11 @@ static void type_json(struct jout *j, const struct dispatch *d, int t, uint32_t 
     const struct histogram *rh = dispatch_type_run_us(d, t);
     jout_str(j, h->name, strlen(h->name));
     jout_lit(j, h->cls == WSJOB_IO ? ":{\"class\":\"io\"," : ":{\"class\":\"cpu\",");
-    kv(j, "submitted", tc->submitted, 1);
-    kv(j, "done", tc->done, 1);
-    kv(j, "failed", tc->failed, 1);
-    kv(j, "running", running, 1);
-    kv(j, "in_flight", tc->submitted - tc->done - tc->failed, 1);
+    stats_kv(j, "submitted", tc->submitted, 1);
+    stats_kv(j, "done", tc->done, 1);
+    stats_kv(j, "failed", tc->failed, 1);
+    stats_kv(j, "running", running, 1);
+    stats_kv(j, "in_flight", tc->submitted - tc->done - tc->failed, 1);
     jout_lit(j, "\"errors\":{");
     int first = 1;
     for (int e = JE_NONE + 1; e < JE_COUNT; e++) {
@@ -194,11 +195,11 @@ static void type_json(struct jout *j, const struct dispatch *d, int t, uint32_t 
         if (!first)
             jout_lit(j, ",");
         first = 0;
-        kv(j, job_error_name((enum job_error)e), tc->errors[e], 0);
+        stats_kv(j, job_error_name((enum job_error)e), tc->errors[e], 0);
     }
     jout_lit(j, "},");
-    kv(j, "run_us_p50", hist_percentile(rh, 50), 1);
-    kv(j, "run_us_p99", hist_percentile(rh, 99), 0);
+    stats_kv(j, "run_us_p50", hist_percentile(rh, 50), 1);
+    stats_kv(j, "run_us_p99", hist_percentile(rh, 99), 0);
     jout_lit(j, "}");
 }
 
@@ -208,10 +209,10 @@ static void agent_json(struct jout *j, const struct front *f)
     struct agent_counts ac;
     agent_check_counts(f->agent, &ac);
     jout_lit(j, "\"agent\":{");
-    kv(j, "port", (uint64_t)ac.port, 1);
-    kv(j, "answers_total", ac.answers_total, 1);
-    kv(j, "drain_total", ac.drain_total, 1);
-    kv(j, "lingering", ac.lingering, 1);
+    stats_kv(j, "port", (uint64_t)ac.port, 1);
+    stats_kv(j, "answers_total", ac.answers_total, 1);
+    stats_kv(j, "drain_total", ac.drain_total, 1);
+    stats_kv(j, "lingering", ac.lingering, 1);
     jout_lit(j, "\"last\":");
     if (ac.last[0])
         jout_str(j, ac.last, strlen(ac.last));
@@ -223,15 +224,15 @@ static void agent_json(struct jout *j, const struct front *f)
 static void detached_json(struct jout *j, const struct detach_stats *ds)
 {
     jout_lit(j, "\"detached\":{");
-    kv(j, "held", ds->held, 1);
-    kv(j, "running", ds->running, 1);
-    kv(j, "finished_kept", ds->finished_kept, 1);
-    kv(j, "kept_bytes", ds->kept_bytes, 1);
-    kv(j, "accepted_total", ds->accepted_total, 1);
-    kv(j, "dropped_events_total", ds->dropped_events_total, 1);
-    kv(j, "expired_total", ds->expired_total, 1);
-    kv(j, "attach_total", ds->attach_total, 1);
-    kv(j, "superseded_total", ds->superseded_total, 0);
+    stats_kv(j, "held", ds->held, 1);
+    stats_kv(j, "running", ds->running, 1);
+    stats_kv(j, "finished_kept", ds->finished_kept, 1);
+    stats_kv(j, "kept_bytes", ds->kept_bytes, 1);
+    stats_kv(j, "accepted_total", ds->accepted_total, 1);
+    stats_kv(j, "dropped_events_total", ds->dropped_events_total, 1);
+    stats_kv(j, "expired_total", ds->expired_total, 1);
+    stats_kv(j, "attach_total", ds->attach_total, 1);
+    stats_kv(j, "superseded_total", ds->superseded_total, 0);
     jout_lit(j, "},");
 }
 
@@ -244,28 +245,28 @@ void stats_json(struct front *f, struct jout *j)
     recent_lag(&recent);
 
     jout_lit(j, "{\"version\":\"" WSJOBD_VERSION "\",");
-    kv(j, "pid", (uint64_t)getpid(), 1);
-    kv(j, "uptime_s", (uint64_t)(now - f->started_ns) / 1000000000, 1);
+    stats_kv(j, "pid", (uint64_t)getpid(), 1);
+    stats_kv(j, "uptime_s", (uint64_t)(now - f->started_ns) / 1000000000, 1);
     jout_lit(j, "\"connections\":{");
-    kv(j, "open", f->conns.open, 1);
-    kv(j, "accepted_total", f->conns.accepted_total, 1);
-    kv(j, "rejected_total", f->conns.rejected_total, 1);
-    kv(j, "tls_open", f->conns.tls_open, 0);
+    stats_kv(j, "open", f->conns.open, 1);
+    stats_kv(j, "accepted_total", f->conns.accepted_total, 1);
+    stats_kv(j, "rejected_total", f->conns.rejected_total, 1);
+    stats_kv(j, "tls_open", f->conns.tls_open, 0);
     jout_lit(j, "},\"memory\":{");
-    kv(j, "budget", f->cfg->memory_budget, 1);
-    kv(j, "used", f->mem.used, 1);
-    kv(j, "used_max", f->mem.used_max, 1);
-    kv(j, "reached", f->mem.over, 1);
-    kv(j, "paused_connections", f->mem.paused, 1);
-    kv(j, "paused_total", f->mem.paused_total, 1);
-    kv(j, "busy_total", f->mem.busy_total, 0);
+    stats_kv(j, "budget", f->cfg->memory_budget, 1);
+    stats_kv(j, "used", f->mem.used, 1);
+    stats_kv(j, "used_max", f->mem.used_max, 1);
+    stats_kv(j, "reached", f->mem.over, 1);
+    stats_kv(j, "paused_connections", f->mem.paused, 1);
+    stats_kv(j, "paused_total", f->mem.paused_total, 1);
+    stats_kv(j, "busy_total", f->mem.busy_total, 0);
     jout_lit(j, "},\"loop\":{");
-    kv(j, "lag_us_p50", hist_percentile(&recent, 50), 1);
-    kv(j, "lag_us_p99", hist_percentile(&recent, 99), 1);
-    kv(j, "lag_us_max", recent.max, 1);
-    kv(j, "lag_us_max_since_start", lag.total.max, 1);
-    kv(j, "samples", recent.count, 1);
-    kv(j, "period_ms", LAG_PERIOD_MS, 0);
+    stats_kv(j, "lag_us_p50", hist_percentile(&recent, 50), 1);
+    stats_kv(j, "lag_us_p99", hist_percentile(&recent, 99), 1);
+    stats_kv(j, "lag_us_max", recent.max, 1);
+    stats_kv(j, "lag_us_max_since_start", lag.total.max, 1);
+    stats_kv(j, "samples", recent.count, 1);
+    stats_kv(j, "period_ms", LAG_PERIOD_MS, 0);
     jout_lit(j, "},\"queues\":{");
     queue_json(j, "cpu", shm_jobring_depth(p->ring[CLASS_CPU]), shm_jobring_capacity(p->ring[CLASS_CPU]),
                st->enqueued[CLASS_CPU], st->full[CLASS_CPU], 1);
@@ -280,18 +281,19 @@ void stats_json(struct front *f, struct jout *j)
         worker_json(j, &p->workers[i], now);
     }
     jout_lit(j, "],");
-    kv(j, "workers_restarted_total", supervisor_restarts(f->sup), 1);
+    stats_kv(j, "workers_restarted_total", supervisor_restarts(f->sup), 1);
     agent_json(j, f);
     detached_json(j, detach_stats(f->ds));
+    stats_store_json(j, f->redis);
     jout_lit(j, "\"jobs\":{");
-    kv(j, "submitted_total", st->submitted, 1);
-    kv(j, "done_total", st->done, 1);
-    kv(j, "failed_total", st->failed, 1);
-    kv(j, "cancelled_total", st->cancelled, 1);
-    kv(j, "timeout_total", st->timeouts, 1);
-    kv(j, "retried_total", st->retried, 1);
-    kv(j, "in_flight", st->in_flight, 1);
-    kv(j, "busy_total", f->busy_total, 1);
+    stats_kv(j, "submitted_total", st->submitted, 1);
+    stats_kv(j, "done_total", st->done, 1);
+    stats_kv(j, "failed_total", st->failed, 1);
+    stats_kv(j, "cancelled_total", st->cancelled, 1);
+    stats_kv(j, "timeout_total", st->timeouts, 1);
+    stats_kv(j, "retried_total", st->retried, 1);
+    stats_kv(j, "in_flight", st->in_flight, 1);
+    stats_kv(j, "busy_total", f->busy_total, 1);
     jout_lit(j, "\"by_type\":{");
     uint32_t running[REGISTRY_MAX];
     running_by_type(p, running);
@@ -303,9 +305,9 @@ void stats_json(struct front *f, struct jout *j)
     struct feed_counts fc;
     feed_counts(&fc);
     jout_lit(j, "}},\"dashboard\":{");
-    kv(j, "viewers", fc.viewers, 1);
-    kv(j, "snapshots_total", fc.snapshots_total, 1);
-    kv(j, "skipped_total", fc.skipped_total, 0);
+    stats_kv(j, "viewers", fc.viewers, 1);
+    stats_kv(j, "snapshots_total", fc.snapshots_total, 1);
+    stats_kv(j, "skipped_total", fc.skipped_total, 0);
     jout_lit(j, "}}\n");
 }
 
@@ -326,7 +328,7 @@ static void metric(struct jout *j, const char *name, const char *labels, uint64_
     jout_lit(j, buf);
 }
 
-static void one(struct jout *j, const char *name, const char *type, const char *help, uint64_t v)
+void stats_one(struct jout *j, const char *name, const char *type, const char *help, uint64_t v)
 {
     metric_head(j, name, type, help);
     metric(j, name, NULL, v);
@@ -383,20 +385,20 @@ static void worker_process_metrics(struct jout *j, const struct pipeline *p)
 
 static void detached_metrics(struct jout *j, const struct detach_stats *ds)
 {
-    one(j, "detached_held", "gauge", "Detached jobs held: running, or finished and kept.", ds->held);
-    one(j, "detached_running", "gauge", "Detached jobs running.", ds->running);
-    one(j, "detached_finished_kept", "gauge", "Finished detached jobs whose final event is kept.",
+    stats_one(j, "detached_held", "gauge", "Detached jobs held: running, or finished and kept.", ds->held);
+    stats_one(j, "detached_running", "gauge", "Detached jobs running.", ds->running);
+    stats_one(j, "detached_finished_kept", "gauge", "Finished detached jobs whose final event is kept.",
         ds->finished_kept);
-    one(j, "detached_kept_bytes", "gauge", "Bytes of event text kept for detached jobs.",
+    stats_one(j, "detached_kept_bytes", "gauge", "Bytes of event text kept for detached jobs.",
         ds->kept_bytes);
-    one(j, "detached_accepted_total", "counter", "Detached jobs accepted.", ds->accepted_total);
-    one(j, "detached_dropped_events_total", "counter",
+    stats_one(j, "detached_accepted_total", "counter", "Detached jobs accepted.", ds->accepted_total);
+    stats_one(j, "detached_dropped_events_total", "counter",
         "Chunk events of detached jobs dropped past --detach-buffer.", ds->dropped_events_total);
-    one(j, "detached_expired_total", "counter", "Finished detached jobs forgotten after --result-ttl.",
+    stats_one(j, "detached_expired_total", "counter", "Finished detached jobs forgotten after --result-ttl.",
         ds->expired_total);
-    one(j, "detached_attach_total", "counter", "Attaches that found their detached job.",
+    stats_one(j, "detached_attach_total", "counter", "Attaches that found their detached job.",
         ds->attach_total);
-    one(j, "detached_superseded_total", "counter", "Followers displaced by a newer attach.",
+    stats_one(j, "detached_superseded_total", "counter", "Followers displaced by a newer attach.",
         ds->superseded_total);
 }
 
@@ -405,24 +407,24 @@ void stats_metrics(struct front *f, struct jout *j)
     const struct dispatch_stats *st = dispatch_stats(f->d);
     struct pipeline *p = f->p;
     char lb[160];
-    one(j, "uptime_seconds", "gauge", "Seconds since start.",
+    stats_one(j, "uptime_seconds", "gauge", "Seconds since start.",
         (uint64_t)(shm_now_ns() - f->started_ns) / 1000000000);
-    one(j, "connections_open", "gauge", "Open client connections.", f->conns.open);
-    one(j, "connections_tls_open", "gauge", "Open TLS client connections.", f->conns.tls_open);
-    one(j, "connections_accepted_total", "counter", "Connections accepted.", f->conns.accepted_total);
-    one(j, "connections_rejected_total", "counter", "Connections refused at max-connections.",
+    stats_one(j, "connections_open", "gauge", "Open client connections.", f->conns.open);
+    stats_one(j, "connections_tls_open", "gauge", "Open TLS client connections.", f->conns.tls_open);
+    stats_one(j, "connections_accepted_total", "counter", "Connections accepted.", f->conns.accepted_total);
+    stats_one(j, "connections_rejected_total", "counter", "Connections refused at max-connections.",
         f->conns.rejected_total);
-    one(j, "memory_budget_bytes", "gauge", "Bytes the front may hold in client buffers (0: no limit).",
+    stats_one(j, "memory_budget_bytes", "gauge", "Bytes the front may hold in client buffers (0: no limit).",
         f->cfg->memory_budget);
-    one(j, "memory_used_bytes", "gauge", "Bytes the front holds in client buffers.", f->mem.used);
-    one(j, "memory_used_max_bytes", "gauge", "The most bytes held in client buffers at once.",
+    stats_one(j, "memory_used_bytes", "gauge", "Bytes the front holds in client buffers.", f->mem.used);
+    stats_one(j, "memory_used_max_bytes", "gauge", "The most bytes held in client buffers at once.",
         f->mem.used_max);
-    one(j, "memory_budget_reached", "gauge", "1 while the memory budget is reached.", f->mem.over);
-    one(j, "memory_paused_connections", "gauge",
+    stats_one(j, "memory_budget_reached", "gauge", "1 while the memory budget is reached.", f->mem.over);
+    stats_one(j, "memory_paused_connections", "gauge",
         "Connections not read because they hold the most past the budget.", f->mem.paused);
-    one(j, "memory_paused_total", "counter", "Times a connection stopped being read for the budget.",
+    stats_one(j, "memory_paused_total", "counter", "Times a connection stopped being read for the budget.",
         f->mem.paused_total);
-    one(j, "memory_busy_total", "counter", "Submits answered busy because the budget was reached.",
+    stats_one(j, "memory_busy_total", "counter", "Submits answered busy because the budget was reached.",
         f->mem.busy_total);
     metric_head(j, "queue_depth", "gauge", "Jobs waiting in a ring (not running).");
     metric(j, "queue_depth", "queue=\"cpu\"", shm_jobring_depth(p->ring[CLASS_CPU]));
@@ -449,22 +451,22 @@ void stats_metrics(struct front *f, struct jout *j)
     metric_head(j, "workers_busy", "gauge", "Workers running a job.");
     metric(j, "workers_busy", "class=\"cpu\"", busy[CLASS_CPU]);
     metric(j, "workers_busy", "class=\"io\"", busy[CLASS_IO]);
-    one(j, "workers_restarted_total", "counter", "Worker processes forked again after one ended.",
+    stats_one(j, "workers_restarted_total", "counter", "Worker processes forked again after one ended.",
         supervisor_restarts(f->sup));
     struct agent_counts ac;
     agent_check_counts(f->agent, &ac);
     metric_head(j, "agent_answers_total", "counter", "Lines the agent-check port answered.");
     metric(j, "agent_answers_total", "answer=\"ready\"", ac.answers_total - ac.drain_total);
     metric(j, "agent_answers_total", "answer=\"drain\"", ac.drain_total);
-    one(j, "agent_weight_percent", "gauge", "N of the agent's last ready N% (0 after drain).",
+    stats_one(j, "agent_weight_percent", "gauge", "N of the agent's last ready N% (0 after drain).",
         ac.weight);
     worker_process_metrics(j, p);
-    one(j, "jobs_submitted_total", "counter", "Jobs admitted.", st->submitted);
-    one(j, "jobs_cancelled_total", "counter", "Jobs cancelled.", st->cancelled);
-    one(j, "jobs_timeout_total", "counter", "Jobs past their deadline.", st->timeouts);
-    one(j, "jobs_retried_total", "counter", "Jobs run again after their worker died.", st->retried);
-    one(j, "jobs_in_flight", "gauge", "Jobs admitted and not yet answered.", st->in_flight);
-    one(j, "jobs_busy_total", "counter", "Submits answered busy, for any reason.", f->busy_total);
+    stats_one(j, "jobs_submitted_total", "counter", "Jobs admitted.", st->submitted);
+    stats_one(j, "jobs_cancelled_total", "counter", "Jobs cancelled.", st->cancelled);
+    stats_one(j, "jobs_timeout_total", "counter", "Jobs past their deadline.", st->timeouts);
+    stats_one(j, "jobs_retried_total", "counter", "Jobs run again after their worker died.", st->retried);
+    stats_one(j, "jobs_in_flight", "gauge", "Jobs admitted and not yet answered.", st->in_flight);
+    stats_one(j, "jobs_busy_total", "counter", "Submits answered busy, for any reason.", f->busy_total);
     uint32_t running[REGISTRY_MAX];
     running_by_type(p, running);
     metric_head(j, "jobs_done_total", "counter", "Jobs answered done, by type.");
@@ -492,6 +494,7 @@ void stats_metrics(struct front *f, struct jout *j)
         metric(j, "jobs_running", lb, running[t]);
     }
     detached_metrics(j, detach_stats(f->ds));
+    stats_store_metrics(j, f->redis);
     metric_head(j, "job_run_seconds", "histogram", "Handler run time of jobs answered done.");
     for (size_t t = 0; t < registry_count(); t++) {
         snprintf(lb, sizeof lb, "type=\"%s\"", registry_get((int)t)->name);
@@ -501,9 +504,9 @@ void stats_metrics(struct front *f, struct jout *j)
     hist_metric(j, "loop_lag_seconds", NULL, &lag.total);
     struct feed_counts fc;
     feed_counts(&fc);
-    one(j, "dashboard_viewers", "gauge", "Dashboards connected to the live feed.", fc.viewers);
-    one(j, "dashboard_snapshots_total", "counter", "Live-feed snapshots built (one a second while viewed).",
+    stats_one(j, "dashboard_viewers", "gauge", "Dashboards connected to the live feed.", fc.viewers);
+    stats_one(j, "dashboard_snapshots_total", "counter", "Live-feed snapshots built (one a second while viewed).",
         fc.snapshots_total);
-    one(j, "dashboard_skipped_total", "counter", "Live-feed sends skipped: the viewer was not reading.",
+    stats_one(j, "dashboard_skipped_total", "counter", "Live-feed sends skipped: the viewer was not reading.",
         fc.skipped_total);
 }

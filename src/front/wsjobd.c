@@ -19,6 +19,7 @@
 #include "front/dashboard_feed.h"
 #include "front/dashboard_page.h"
 #include "front/detach.h"
+#include "front/detach_redis.h"
 #include "front/front.h"
 #include "front/linger.h"
 #include "front/listener.h"
@@ -36,7 +37,9 @@
 #define STATUS_PERIOD_S 2
 #define STARTUP_TICK_MS 5
 #define STARTUP_WAIT_MS 10000
-#define CLOSE_WAIT_MS 1000   /* after close 1001, how long peers may take to answer */
+/* After close 1001, how long peers may take to answer, and the result
+ * store its writes (detached jobs' finals) that Redis has not answered. */
+#define CLOSE_WAIT_MS 1000
 
 static struct front front;
 static struct listeners *listeners;
@@ -93,7 +96,7 @@ static void shutdown_tick_cb(evutil_socket_t fd, short what, void *arg)
         close_deadline_ns = now + (int64_t)CLOSE_WAIT_MS * 1000000;
         return;
     }
-    if (front.conns.open == 0 || now >= close_deadline_ns)
+    if ((front.conns.open == 0 && !detach_redis_pending(front.redis)) || now >= close_deadline_ns)
         event_base_loopexit(front.base, NULL);
 }
 
@@ -284,6 +287,11 @@ static int start(void)
         fprintf(stderr, "wsjobd: cannot set up the event loop\n");
         return 1;
     }
+    if (c->result_store && !(front.redis = detach_redis_start(front.base, front.ds, c->result_store,
+                                                              c->result_ttl_s, err, sizeof err))) {
+        fprintf(stderr, "wsjobd: %s\n", err);
+        return 1;
+    }
     front.started_ns = shm_now_ns();
     conn_init(&front);
     if (stats_start(&front) < 0 || feed_init(&front) < 0) {
@@ -377,6 +385,8 @@ int main(int argc, char **argv)
         event_free(shutdown_tick);
     supervisor_free(front.sup);
     stats_stop();
+    /* The store first: its follows' last events go to detach's followers. */
+    detach_redis_free(front.redis);
     detach_free(front.ds);
     dispatch_free(front.d);
     tls_server_free();

@@ -106,6 +106,14 @@ void result_store_free(struct result_store *rs)
     free(rs);
 }
 
+/* hiredis queues a callback for every command, even one with none, and
+ * keeps what the socket has not taken in obuf (an sds: NUL-terminated). */
+int result_store_pending(const struct result_store *rs)
+{
+    const redisAsyncContext *c = rs->cmd;
+    return c && (c->replies.head || (c->c.obuf && c->c.obuf[0]));
+}
+
 int result_store_up(const struct result_store *rs)
 {
     return rs->up;

@@ -36,6 +36,9 @@ struct rs_follow;                    /* opaque: one attach following a remote jo
  * message in err on a malformed URL or instance id (not on a down server:
  * connecting is asynchronous and retried with backoff, 100 ms doubling to
  * 5 s, forever). */
+/* 0 when url is one result_store_new takes, else -1 with the reason in
+ * err (the option's check: nothing is connected). */
+int result_store_url_check(const char *url, char *err, size_t errlen);
 struct result_store *result_store_new(struct event_base *base, const char *url,
                                       const char *instance, unsigned ttl_s,
                                       char *err, size_t errlen);
@@ -43,6 +46,9 @@ struct result_store *result_store_new(struct event_base *base, const char *url,
  * "shutting_down",...}, from inside this call.  Not to be called from one of
  * the store's own callbacks. */
 void result_store_free(struct result_store *rs);
+/* 1 while writes sent to Redis are not all answered yet (or not all
+ * written to the socket): at exit, the loop runs on a moment for them. */
+int  result_store_pending(const struct result_store *rs);
 /* 1 while connected and writable; detached submits answer `busy` while 0. */
 int  result_store_up(const struct result_store *rs);
 /* why it is down, for the log and /stats ("connecting", "connection refused",

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/result_store_parts.h"
@@ -101,4 +102,18 @@ int rs_host_is_numeric(const char *host)
 {
     unsigned char bin[16];
     return inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1;
+}
+
+/* The option's check at start-up and on reload: the same parser, so a bad
+ * URL is refused with the file and line, never later by the loop. */
+int result_store_url_check(const char *url, char *err, size_t errlen)
+{
+    struct result_store *rs = calloc(1, sizeof *rs);
+    if (!rs) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = rs_url_parse(rs, url, err, errlen);
+    free(rs);
+    return rc;
 }

@@ -501,7 +501,7 @@ detach_cases() {
     stop_daemon
 }
 
-median_of() {   # median_of CASE FIELD: over every run of the case
+case_median() {   # case_median CASE FIELD: over every run of the case, decimals kept
     grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2" | sort -g |
         awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
@@ -510,13 +510,13 @@ detach_table() {
     local t shape a b ca cb pa pb
     for t in echo sha256; do
         for shape in $DETACH_SHAPES; do
-            a=$(median_of "json $t $shape" jobs_per_s)
-            b=$(median_of "json $t $shape detach" jobs_per_s)
+            a=$(case_median "json $t $shape" jobs_per_s)
+            b=$(case_median "json $t $shape detach" jobs_per_s)
             [ -n "$a" ] && [ -n "$b" ] || continue
-            ca=$(median_of "json $t $shape" us_per_job)
-            cb=$(median_of "json $t $shape detach" us_per_job)
-            pa=$(median_of "json $t $shape" p50_us)
-            pb=$(median_of "json $t $shape detach" p50_us)
+            ca=$(case_median "json $t $shape" us_per_job)
+            cb=$(case_median "json $t $shape detach" us_per_job)
+            pa=$(case_median "json $t $shape" p50_us)
+            pb=$(case_median "json $t $shape detach" p50_us)
             row "json $t $shape, detach" "$a -> $b jobs/s, p50 $pa -> $pb us, front $ca -> $cb us/job ($(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%+.0f%%", 100 * (b / a - 1) }'))"
         done
     done

@@ -23,6 +23,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
 SHA_ROUNDS=${BENCH_SHA_ROUNDS:-2000}
 LONG_MODSUM='{"n":1,"iterations":100000000000}'
 
+PIN_DAEMON="" PIN_CLIENT=""   # taskset prefixes, set by cases that pin
 work=$(mktemp -d)
 results=$work/results
 : >"$results"
@@ -52,7 +53,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # start_daemon ARGS...: sets DPID and URL.
 start_daemon() {
     local log=$work/wsjobd.$$.$RANDOM.log i
-    "$WSJOBD" --listen 127.0.0.1:0 --max-connections $((IDLE_CONNS + 100)) "$@" \
+    $PIN_DAEMON "$WSJOBD" --listen 127.0.0.1:0 --max-connections $((IDLE_CONNS + 100)) "$@" \
         </dev/null >/dev/null 2>"$log" &
     DPID=$!
     pids="$pids $DPID"
@@ -81,7 +82,7 @@ bench() {
     local label=$1 out rc
     shift
     say "$label"
-    out=$("$WSJOB" --url "$URL" bench --label "$label" -t "$THREADS" "$@" 2>"$work/last.err")
+    out=$($PIN_CLIENT "$WSJOB" --url "$URL" bench --label "$label" -t "$THREADS" "$@" 2>"$work/last.err")
     rc=$?
     [ -n "$out" ] && printf '%s\n' "$out" | tee -a "$results"
     if [ $rc -ne 0 ]; then
@@ -237,9 +238,15 @@ DASH_VIEWERS=100
 # read every snapshot, as browsers would.  Beside throughput, each run
 # records the front's CPU time per job, which other load on the machine
 # disturbs far less than it does throughput.
+# With the daemon on one CPU and the clients on the other, runs differ by a
+# few percent; unpinned, this machine's two CPUs gave two modes 40 % apart
+# (which process shares a CPU with which), far more than the 5 % to resolve.
 dashboard_cases() {
     local round port
-    start_daemon
+    if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+        PIN_DAEMON="taskset -c 0" PIN_CLIENT="taskset -c 1"
+    fi
+    start_daemon --cpu-workers 1
     port=${URL##*:}
     dashboard_idle_case "$port"
     for round in $(seq "${BENCH_DASHBOARD_ROUNDS:-5}"); do
@@ -252,6 +259,7 @@ dashboard_cases() {
         fi
     done
     stop_daemon
+    PIN_DAEMON="" PIN_CLIENT=""
 }
 
 # dashboard_echo VIEWERS PORT: one echo run with that many live feeds open.
@@ -259,7 +267,7 @@ dashboard_echo() {
     local n=$1 port=$2 vpid="" c0 c1 jobs label="echo 64B 50x16, $1 dashboards"
     if [ "$n" -gt 0 ]; then
         : >"$work/viewers.err"
-        /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$n" "$((SECS + 2))" \
+        $PIN_CLIENT /usr/bin/python3 scripts/dashboard_viewers.py "$port" "$n" "$((SECS + 2))" \
             >>"$results" 2>"$work/viewers.err" &
         vpid=$!
         pids="$pids $vpid"

@@ -15,6 +15,7 @@
 #   idle     IDLE_CONNS idle WebSockets: the servers' memory per connection
 #   echo     raw ordered /run/echo, 64 B, 50 connections x 16 in flight
 #   sha256   /jobs JSON, {"data":"x","rounds":SHA_ROUNDS}, 8 x 8 in flight,
+#            and 8 x 1 (closed-loop clients) with N = 2,
 #            with N = 2 and N = 1 workers (fork: the whole server pinned to
 #            2 CPUs, then to 1 with taskset)
 #   py       wsjobd and fastapi only: the same Python function (seed 000's
@@ -343,6 +344,9 @@ run_server() {
     throughput "$s" "echo 64B 50x16" 2 --raw echo --size 64 -c 50 -p 16 -d "$SECS" --warmup 1
     throughput "$s" "sha256 r$SHA_ROUNDS 2w" 2 --type sha256 --input "$SHA_INPUT" \
         --expect "$EXPECT" -c 8 -p 8 -d "$SHA_SECS" --warmup 1
+    # Closed-loop clients, one job each in flight: how most clients behave.
+    throughput "$s" "sha256 r$SHA_ROUNDS 2w 8x1" 2 --type sha256 --input "$SHA_INPUT" \
+        --expect "$EXPECT" -c 8 -p 1 -d "$SHA_SECS" --warmup 1
     pyloop "$s" 2 "8x1 50x16"
     stop
     start "$s" 1 || { failed=1; stop; return; }
@@ -375,6 +379,12 @@ table() {
         printf ' | %s (%s) +%s\n' "$(cell "$s" "idle $IDLE_CONNS" pss_per_conn_bytes)" \
             "$(cell "$s" "idle $IDLE_CONNS" rss_per_conn_bytes)" \
             "$(cell "$s" "idle $IDLE_CONNS" kernel_proc_per_conn_bytes)"
+    done
+    echo
+    echo "sha256 r$SHA_ROUNDS, 2 workers, 8 clients x 1 in flight: jobs/s (p50 / p99 us)"
+    for s in $SERVERS; do
+        printf '%-8s %s (%s / %s)\n' "$s" "$(cell "$s" "sha256 r$SHA_ROUNDS 2w 8x1" jobs_per_s)" \
+            "$(cell "$s" "sha256 r$SHA_ROUNDS 2w 8x1" p50_us)" "$(cell "$s" "sha256 r$SHA_ROUNDS 2w 8x1" p99_us)"
     done
     echo "Throughput: mean of $PASSES passes (servers in one order, then the reverse)."
     echo "fork: N = CPUs the server may use (taskset); RSS main is its parent alone."

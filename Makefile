@@ -139,6 +139,8 @@ install: all
 	install -m 644 include/wsjob.h $(DESTDIR)$(PREFIX)/include/
 	for m in man/*.[1-8]; do s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 	sed 's|@BINDIR@|$(PREFIX)/bin|' scripts/wsjobd.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/wsjobd.service
+	scripts/instance_unit.sh < $(DESTDIR)$(PREFIX)/lib/systemd/system/wsjobd.service \
+	  > $(DESTDIR)$(PREFIX)/lib/systemd/system/wsjobd@.service
 	install -m 644 scripts/wsjobd.socket $(DESTDIR)$(PREFIX)/lib/systemd/system/
 
 clean:

@@ -18,11 +18,13 @@ class Install(unittest.TestCase):
             for f in ("bin/wsjobd", "bin/wsjob", "include/wsjob.h", "share/man/man8/wsjobd.8",
                       "share/man/man5/wsjobd.conf.5", "share/man/man1/wsjob.1",
                       "share/man/man3/wsjob-handler.3", "lib/systemd/system/wsjobd.service",
-                      "lib/systemd/system/wsjobd.socket"):
+                      "lib/systemd/system/wsjobd.socket", "lib/systemd/system/wsjobd@.service"):
                 self.assertTrue(os.path.exists(os.path.join(root, f)), f)
             self.assertTrue(os.access(root + "/bin/wsjobd", os.X_OK))
             with open(root + "/lib/systemd/system/wsjobd.service") as f:
                 self.assertIn("ExecStart=/usr/local/bin/wsjobd ", f.read())
+            with open(root + "/lib/systemd/system/wsjobd@.service") as f:
+                self.assertIn("ExecStart=/usr/local/bin/wsjobd --config /etc/wsjobd/%i.conf", f.read())
 
 
 class DropPrivileges(unittest.TestCase):

@@ -73,6 +73,31 @@ class Units(unittest.TestCase):
                         "RestrictAddressFamilies=", "LimitNOFILE=", "Type=notify", "WatchdogSec="):
                 self.assertIn(key, unit)
 
+    def test_instance_template_is_the_unit_with_a_config_per_instance(self):
+        # Several instances on one host: wsjobd@NAME reads /etc/wsjobd/NAME.conf,
+        # with every hardening line of wsjobd.service and no shared socket unit.
+        tool = shutil.which("systemd-analyze")
+        self.assertIsNotNone(tool)
+        with open(os.path.join(ROOT, "scripts", "wsjobd.service")) as f:
+            unit = f.read().replace("@BINDIR@", os.path.dirname(os.path.abspath(WSJOBD)))
+        p = subprocess.run([os.path.join(ROOT, "scripts", "instance_unit.sh")], input=unit.encode(),
+                           capture_output=True, timeout=10)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        tmpl = p.stdout.decode()
+        self.assertIn("--config /etc/wsjobd/%i.conf", tmpl)
+        self.assertNotIn("wsjobd.socket", tmpl)
+        for line in unit.splitlines():
+            if line.startswith(("Protect", "Restrict", "NoNewPrivileges", "DynamicUser", "SystemCall")):
+                self.assertIn(line, tmpl)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("wsjobd@.service", "wsjobd@a.service"):
+                with open(os.path.join(tmp, name), "w") as f:
+                    f.write(tmpl)
+            p = subprocess.run([tool, "verify", "--man=no", os.path.join(tmp, "wsjobd@a.service")],
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertEqual(p.stderr.strip(), b"")
+
 
 class Notify(unittest.TestCase):
     def test_ready_status_watchdog_reloading_stopping(self):

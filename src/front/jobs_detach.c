@@ -98,23 +98,22 @@ static void attach_remote(struct entry *e, const char *handle, uint64_t from_seq
     }
 }
 
-void jobs_attach(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
+void jobs_attach(struct jobs_conn *jc, const struct jobs_request *r, const char *id, size_t idlen)
 {
-    json_t *h = json_object_get(req, "handle");
-    json_t *from = json_object_get(req, "from_seq");
-    if (!json_is_string(h)) {
+    const struct jr_field *from = &r->from_seq;
+    if (r->handle.kind != JR_STRING) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "handle must be a string");
         return;
     }
-    if (from && (!json_is_integer(from) || json_integer_value(from) < 0)) {
+    if (from->kind != JR_ABSENT && (from->kind != JR_INTEGER || from->i < 0)) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "from_seq must be an integer >= 0");
         return;
     }
     if (jobs_admit(jc, id, idlen) < 0)
         return;
-    const char *handle = json_string_value(h);
-    size_t hlen = json_string_length(h);
-    uint64_t from_seq = from ? (uint64_t)json_integer_value(from) : 0;
+    const char *handle = r->handle.s;
+    size_t hlen = r->handle.n;
+    uint64_t from_seq = from->kind == JR_INTEGER ? (uint64_t)from->i : 0;
     struct detach_store *ds = store(jc);
     struct detach_job *dj = detach_find(ds, handle, hlen);
     if (!dj && (!detach_has_mirror(ds) || !detach_handle_valid(handle, hlen))) {
@@ -138,12 +137,12 @@ void jobs_attach(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen
 
 /* ---- cancel, and the connection going ----------------------------------------- */
 
-void jobs_cancel_handle(struct jobs_conn *jc, json_t *handle)
+void jobs_cancel_handle(struct jobs_conn *jc, const struct jr_field *handle)
 {
     /* Like a cancel by id, it answers nothing: whoever follows the job
      * gets its `cancelled`. */
-    if (json_is_string(handle))
-        detach_client_cancel(store(jc), json_string_value(handle), json_string_length(handle));
+    if (handle->kind == JR_STRING)
+        detach_client_cancel(store(jc), handle->s, handle->n);
 }
 
 void jobs_detach_cancel(struct entry *e)

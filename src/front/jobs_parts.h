@@ -10,13 +10,13 @@
 #ifndef WSJOBD_JOBS_PARTS_H
 #define WSJOBD_JOBS_PARTS_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "front/conn.h"
 #include "front/detach.h"
 #include "pipeline/dispatch.h"
+#include "wire/jobs_request.h"
 
 #define ID_MAX 64
 
@@ -67,8 +67,8 @@ void jobs_finish(struct entry *e);   /* its final event is sent: unlink and free
 /* jobs_detach.c */
 enum job_error jobs_detach_submit(struct entry *e, const struct job_request *r, const char **why);
 /* Answers the request itself, whatever happens. */
-void jobs_attach(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen);
-void jobs_cancel_handle(struct jobs_conn *jc, json_t *handle);
+void jobs_attach(struct jobs_conn *jc, const struct jobs_request *r, const char *id, size_t idlen);
+void jobs_cancel_handle(struct jobs_conn *jc, const struct jr_field *handle);
 void jobs_detach_cancel(struct entry *e);   /* a cancel by id of a followed job */
 void jobs_detach_closed(struct entry *e);   /* the connection is gone */
 

@@ -19,6 +19,7 @@
 #include "front/jobs_parts.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
+#include "wire/jobs_request.h"
 #include "wire/json_out.h"
 #include "wire/ws_frame.h"
 
@@ -192,25 +193,23 @@ static const struct job_sink sink = {
 /* The input bytes a handler receives: a JSON string's UTF-8 bytes, any other
  * value's compact JSON text, or input_b64 decoded.  *owned is malloc'd when
  * set.  JE_NONE or JE_BAD_REQUEST with a message. */
-static enum job_error read_input(json_t *req, const uint8_t **in, size_t *len,
+static enum job_error read_input(const struct jobs_request *r, const uint8_t **in, size_t *len,
                                  uint8_t **owned, const char **why)
 {
-    json_t *v = json_object_get(req, "input");
-    json_t *b = json_object_get(req, "input_b64");
+    const struct jr_field *v = &r->input, *b = &r->input_b64;
     *owned = NULL;
-    if (v && b) {
+    if (v->kind != JR_ABSENT && b->kind != JR_ABSENT) {
         *why = "give input or input_b64, not both";
         return JE_BAD_REQUEST;
     }
-    if (b) {
-        if (!json_is_string(b)) {
+    if (b->kind != JR_ABSENT) {
+        if (b->kind != JR_STRING) {
             *why = "input_b64 must be a string";
             return JE_BAD_REQUEST;
         }
-        const unsigned char *s = (const unsigned char *)json_string_value(b);
-        size_t slen = json_string_length(b), olen = 0;
-        *owned = malloc(slen / 4 * 3 + 3);
-        if (!*owned || mbedtls_base64_decode(*owned, slen / 4 * 3 + 3, &olen, s, slen) != 0) {
+        size_t cap = b->n / 4 * 3 + 3, olen = 0;
+        *owned = malloc(cap);
+        if (!*owned || mbedtls_base64_decode(*owned, cap, &olen, (const unsigned char *)b->s, b->n) != 0) {
             free(*owned);
             *owned = NULL;
             *why = "input_b64 is not valid base64";
@@ -220,51 +219,47 @@ static enum job_error read_input(json_t *req, const uint8_t **in, size_t *len,
         *len = olen;
         return JE_NONE;
     }
-    if (!v) {
+    if (v->kind == JR_ABSENT) {
         *in = (const uint8_t *)"";
         *len = 0;
         return JE_NONE;
     }
-    if (json_is_string(v)) {
-        *in = (const uint8_t *)json_string_value(v);
-        *len = json_string_length(v);
+    if (v->kind == JR_STRING) {
+        *in = (const uint8_t *)v->s;
+        *len = v->n;
         return JE_NONE;
     }
-    char *text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!text) {
+    if (!r->input_json) {
         *why = "input cannot be encoded";
         return JE_BAD_REQUEST;
     }
-    *owned = (uint8_t *)text;
-    *in = *owned;
-    *len = strlen(text);
+    *in = (const uint8_t *)r->input_json;
+    *len = r->input_json_len;
     return JE_NONE;
 }
 
-static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idlen)
+static void submit(struct jobs_conn *jc, const struct jobs_request *rq, const char *id, size_t idlen)
 {
     if (jc->shutting_down || conn_draining(jc->c)) {
         jobs_send_error(jc, id, idlen, JE_SHUTTING_DOWN, "the server is shutting down");
         return;
     }
-    json_t *type = json_object_get(req, "type");
-    if (!json_is_string(type)) {
+    if (rq->type.kind != JR_STRING) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "type must be a string");
         return;
     }
-    int t = registry_find(json_string_value(type), json_string_length(type));
+    int t = registry_find(rq->type.s, rq->type.n);
     if (t < 0) {
         jobs_send_error(jc, id, idlen, JE_UNKNOWN_TYPE, "no such job type");
         return;
     }
-    json_t *tmo = json_object_get(req, "timeout_ms");
-    if (tmo && (!json_is_integer(tmo) || json_integer_value(tmo) < 1 ||
-                json_integer_value(tmo) > 86400000)) {
+    const struct jr_field *tmo = &rq->timeout_ms;
+    if (tmo->kind != JR_ABSENT && (tmo->kind != JR_INTEGER || tmo->i < 1 || tmo->i > 86400000)) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "timeout_ms must be an integer 1..86400000");
         return;
     }
-    json_t *detach = json_object_get(req, "detach");
-    if (detach && !json_is_boolean(detach)) {
+    const struct jr_field *detach = &rq->detach;
+    if (detach->kind != JR_ABSENT && detach->kind != JR_TRUE && detach->kind != JR_FALSE) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "detach must be true or false");
         return;
     }
@@ -274,7 +269,7 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
     size_t len;
     uint8_t *owned;
     const char *why = NULL;
-    if (read_input(req, &in, &len, &owned, &why) != JE_NONE) {
+    if (read_input(rq, &in, &len, &owned, &why) != JE_NONE) {
         jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, why);
         return;
     }
@@ -286,12 +281,12 @@ static void submit(struct jobs_conn *jc, json_t *req, const char *id, size_t idl
     }
     struct job_request r = {
         .type = t, .input = in, .len = len,
-        .timeout_ms = tmo ? json_integer_value(tmo) : 0,
+        .timeout_ms = tmo->kind == JR_INTEGER ? tmo->i : 0,
         .id = e->id, .id_len = e->idlen,
         .sink = &sink, .cookie = e,
     };
-    enum job_error err = json_is_true(detach) ? jobs_detach_submit(e, &r, &why)
-                                              : dispatch_submit(conn_dispatch(jc->c), &r, &e->job);
+    enum job_error err = detach->kind == JR_TRUE ? jobs_detach_submit(e, &r, &why)
+                                                 : dispatch_submit(conn_dispatch(jc->c), &r, &e->job);
     free(owned);
     if (err != JE_NONE) {
         free(e);
@@ -315,6 +310,35 @@ static void cancel(struct jobs_conn *jc, const char *id, size_t idlen)
         jobs_detach_cancel(e);
 }
 
+static int op_is(const struct jobs_request *r, const char *name)
+{
+    size_t n = strlen(name);
+    return r->op.kind == JR_STRING && r->op.n == n && memcmp(r->op.s, name, n) == 0;
+}
+
+static void route(struct jobs_conn *jc, const struct jobs_request *r)
+{
+    /* A cancel by handle needs no id: nothing is answered to it. */
+    if (op_is(r, "cancel") && r->handle.kind != JR_ABSENT) {
+        jobs_cancel_handle(jc, &r->handle);
+        return;
+    }
+    const char *id = r->id.kind == JR_STRING ? r->id.s : NULL;
+    size_t idlen = id ? r->id.n : 0;
+    if (!id || idlen < 1 || idlen > ID_MAX) {
+        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, "id must be a string of 1 to 64 bytes");
+        return;
+    }
+    if (op_is(r, "submit"))
+        submit(jc, r, id, idlen);
+    else if (op_is(r, "cancel"))
+        cancel(jc, id, idlen);
+    else if (op_is(r, "attach"))
+        jobs_attach(jc, r, id, idlen);
+    else
+        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "op must be submit, cancel or attach");
+}
+
 static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, size_t len)
 {
     struct jobs_conn *jc = state;
@@ -323,38 +347,20 @@ static void on_message(struct conn *c, void *state, int opcode, uint8_t *data, s
         jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, "send JSON text messages");
         return;
     }
-    json_error_t jerr;
-    json_t *req = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!req || !json_is_object(req)) {
-        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, req ? "not a JSON object" : jerr.text);
-        json_decref(req);
-        return;
+    struct jobs_request r;
+    json_t *req = NULL;
+    if (!jobs_request_scan((const char *)data, len, &r)) {
+        json_error_t jerr;
+        req = json_loadb((const char *)data, len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!req || !json_is_object(req)) {
+            jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, req ? "not a JSON object" : jerr.text);
+            json_decref(req);
+            return;
+        }
+        jobs_request_from_json(req, &r);
     }
-    json_t *op = json_object_get(req, "op");
-    const char *ops = json_is_string(op) ? json_string_value(op) : "";
-    json_t *handle = strcmp(ops, "cancel") == 0 ? json_object_get(req, "handle") : NULL;
-    /* A cancel by handle needs no id: nothing is answered to it. */
-    if (handle) {
-        jobs_cancel_handle(jc, handle);
-        json_decref(req);
-        return;
-    }
-    json_t *idv = json_object_get(req, "id");
-    const char *id = json_is_string(idv) ? json_string_value(idv) : NULL;
-    size_t idlen = id ? json_string_length(idv) : 0;
-    if (!id || idlen < 1 || idlen > ID_MAX) {
-        jobs_send_error(jc, NULL, 0, JE_BAD_REQUEST, "id must be a string of 1 to 64 bytes");
-        json_decref(req);
-        return;
-    }
-    if (strcmp(ops, "submit") == 0)
-        submit(jc, req, id, idlen);
-    else if (strcmp(ops, "cancel") == 0)
-        cancel(jc, id, idlen);
-    else if (strcmp(ops, "attach") == 0)
-        jobs_attach(jc, req, id, idlen);
-    else
-        jobs_send_error(jc, id, idlen, JE_BAD_REQUEST, "op must be submit, cancel or attach");
+    route(jc, &r);
+    jobs_request_free(&r);
     json_decref(req);
 }
 

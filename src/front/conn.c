@@ -105,24 +105,35 @@ static void add_payload(struct evbuffer *out, const void *data, size_t len)
     evbuffer_add(out, data, len);
 }
 
-void conn_send(struct conn *c, int opcode, const void *data, size_t len)
+void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (c->phase != PH_WS)
         return;
     /* A small frame goes in with one evbuffer_add: each add runs the
      * buffer's callbacks, which cost more than copying a few hundred bytes. */
     uint8_t frame[WS_MAX_HEADER + SMALL_FRAME];
+    size_t len = alen + blen;
     size_t hl = ws_frame_header_write(frame, true, (uint8_t)opcode, len, NULL);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (len <= SMALL_FRAME) {
-        if (len)
-            memcpy(frame + hl, data, len);
+        if (alen)
+            memcpy(frame + hl, a, alen);
+        if (blen)
+            memcpy(frame + hl + alen, b, blen);
         evbuffer_add(out, frame, hl + len);
     } else {
         evbuffer_add(out, frame, hl);
-        add_payload(out, data, len);
+        if (alen)
+            add_payload(out, a, alen);
+        if (blen)
+            add_payload(out, b, blen);
     }
     conn_check_out_high_water(c);
+}
+
+void conn_send(struct conn *c, int opcode, const void *data, size_t len)
+{
+    conn_send2(c, opcode, data, len, NULL, 0);
 }
 
 void conn_send_raw(struct conn *c, const void *data, size_t len)

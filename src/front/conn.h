@@ -32,6 +32,8 @@ struct proto_ops {
 
 /* Sends one WebSocket message (unfragmented). */
 void conn_send(struct conn *c, int opcode, const void *data, size_t len);
+/* One message whose payload is a then b. */
+void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen);
 
 /* Starts the close handshake with code and reason (RFC 6455 §7.1.2). */
 void conn_close(struct conn *c, uint16_t code, const char *reason);

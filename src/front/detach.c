@@ -31,6 +31,8 @@
  * the loop. */
 #define EXPIRE_SLACK_MS 100
 #define EXPIRE_BATCH    4096
+/* Spare records kept even when few are held: a burst's worth. */
+#define SPARE_MIN       1024
 
 static void expire_cb(evutil_socket_t fd, short what, void *arg);
 static void accept_cb(evutil_socket_t fd, short what, void *arg);
@@ -50,12 +52,46 @@ struct detach_store *detach_new(struct event_base *base, struct dispatch *d,
     return ds;
 }
 
-static void free_job(struct detach_job *dj)
+static void drop_contents(struct detach_job *dj)
 {
     detach_drop_kept(dj);
     if (dj->final_owned)
         free(dj->final);
+}
+
+static void free_job(struct detach_job *dj)
+{
+    drop_contents(dj);
     free(dj);
+}
+
+static void give_back_record(struct detach_store *ds, struct detach_job *dj)
+{
+    dj->fnext = ds->spare;
+    ds->spare = dj;
+    ds->nspare++;
+}
+
+/* A record's end: its contents go, the record itself waits for the next
+ * job while spares are fewer than the records held. */
+static void recycle_job(struct detach_store *ds, struct detach_job *dj)
+{
+    drop_contents(dj);
+    if (ds->nspare >= ds->st.held + SPARE_MIN)
+        free(dj);
+    else
+        give_back_record(ds, dj);
+}
+
+/* After many expired at once, the spares shrink with the records held. */
+static void trim_spares(struct detach_store *ds, uint64_t keep)
+{
+    while (ds->nspare > keep) {
+        struct detach_job *dj = ds->spare;
+        ds->spare = dj->fnext;
+        ds->nspare--;
+        free(dj);
+    }
 }
 
 void detach_free(struct detach_store *ds)
@@ -68,6 +104,7 @@ void detach_free(struct detach_store *ds)
     for (uint32_t i = 0; i < ds->tab.cap; i++)
         if (ds->tab.job[i])
             free_job(ds->tab.job[i]);
+    trim_spares(ds, 0);
     explicit_bzero(&ds->keys, sizeof ds->keys);
     dtab_free(&ds->tab);
     jout_free(&ds->ev);
@@ -161,14 +198,24 @@ static void accept_later(struct detach_job *dj)
 
 /* ---- admission ----------------------------------------------------------- */
 
+static struct detach_job *take_record(struct detach_store *ds)
+{
+    struct detach_job *dj = ds->spare;
+    if (!dj)
+        return malloc(sizeof *dj);
+    ds->spare = dj->fnext;
+    ds->nspare--;
+    return dj;
+}
+
 static struct detach_job *new_job(struct detach_store *ds)
 {
-    struct detach_job *dj = malloc(sizeof *dj);
+    struct detach_job *dj = take_record(ds);
     if (!dj)
         return NULL;
     memset(dj, 0, offsetof(struct detach_job, text));
     if (detach_random_key(&ds->keys, dj->key) < 0 || dtab_insert(&ds->tab, dj) < 0) {
-        free(dj);
+        give_back_record(ds, dj);
         return NULL;
     }
     detach_format_handle(dj->slot, dj->key, dj->hex);
@@ -205,7 +252,7 @@ enum job_error detach_submit(struct detach_store *ds, const struct job_request *
     enum job_error err = dispatch_submit(ds->d, &r, &dj->job);
     if (err != JE_NONE) {
         dtab_remove(&ds->tab, dj);
-        free(dj);
+        give_back_record(ds, dj);
         return err;
     }
     ds->st.held++;
@@ -297,8 +344,9 @@ static void expire_cb(evutil_socket_t fd, short what, void *arg)
         ds->st.held--;
         ds->st.finished_kept--;
         ds->st.expired_total++;
-        free_job(dj);
+        recycle_job(ds, dj);
     }
+    trim_spares(ds, ds->st.held + SPARE_MIN);
     arm_expiry(ds, n == EXPIRE_BATCH);
 }
 

@@ -55,16 +55,28 @@ int detach_parse_handle(const char *h, size_t len, uint32_t *slot, uint8_t *key)
     return 0;
 }
 
+/* Two digits a byte from one table: every detached submit formats one. */
+static void put_byte(char *hex, uint8_t b)
+{
+    static const char pairs[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    memcpy(hex, pairs + 2 * b, 2);
+}
+
 void detach_format_handle(uint32_t slot, const uint8_t *key, char *hex)
 {
-    static const char digit[] = "0123456789abcdef";
-    for (int i = SLOT_DIGITS - 1; i >= 0; i--, slot >>= 4)
-        hex[i] = digit[slot & 15];
+    for (int i = SLOT_DIGITS / 2 - 1; i >= 0; i--, slot >>= 8)
+        put_byte(hex + 2 * i, (uint8_t)slot);
     hex += SLOT_DIGITS;
-    for (size_t i = 0; i < DETACH_KEY_LEN; i++) {
-        hex[2 * i] = digit[key[i] >> 4];
-        hex[2 * i + 1] = digit[key[i] & 15];
-    }
+    for (size_t i = 0; i < DETACH_KEY_LEN; i++)
+        put_byte(hex + 2 * i, key[i]);
     hex[2 * DETACH_KEY_LEN] = 0;
 }
 

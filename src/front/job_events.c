@@ -100,14 +100,10 @@ size_t jev_accepted(char *buf, size_t cap, const char *handle)
     return n;
 }
 
-void jev_with_id(struct jout *j, const char *id, size_t idlen, const char *json, size_t len)
+size_t jev_id_prefix(char *buf, const char *id, size_t idlen, int more)
 {
-    jout_lit(j, "{\"id\":");
-    jout_str(j, id, idlen);
-    if (len > 2) {
-        jout_lit(j, ",");
-        jout_raw(j, json + 1, len - 1);
-    } else {
-        jout_lit(j, "}");
-    }
+    memcpy(buf, "{\"id\":", 6);
+    size_t n = 6 + json_quote(buf + 6, id, idlen);
+    buf[n++] = more ? ',' : '}';
+    return n;
 }

@@ -1,8 +1,8 @@
 /* job_events.h — the JSON text of each event a job sends (SPEC §5), built
  * by hand into a jout.  With an id the text is what a /jobs client gets;
  * without one (id NULL) it is the form a detached job keeps and mirrors
- * (`{"event":"chunk","seq":3,...}`), which jev_with_id later turns into the
- * first by inserting `"id":ID,` after the opening brace.
+ * (`{"event":"chunk","seq":3,...}`), which jev_id_prefix later turns into the
+ * first by putting `{"id":ID,` in place of the opening brace.
  *
  * Every function appends to j; the caller resets it first. */
 #ifndef WSJOBD_JOB_EVENTS_H
@@ -30,7 +30,10 @@ void jev_error(struct jout *j, const char *id, size_t idlen, enum job_error code
  * A buffer of its own: it may be needed while a jout holds another event. */
 #define JEV_ACCEPTED_MAX 80
 size_t jev_accepted(char *buf, size_t cap, const char *handle);
-/* json: an event kept without an id. */
-void jev_with_id(struct jout *j, const char *id, size_t idlen, const char *json, size_t len);
+/* For an event kept without an id: the bytes that go in place of its
+ * opening brace to make the /jobs text, `{"id":ID,` when more of it
+ * follows, `{"id":ID}` for `{}`.  buf holds JEV_ID_PREFIX_MAX(idlen). */
+#define JEV_ID_PREFIX_MAX(idlen) (6 + 6 * (idlen) + 2 + 1)
+size_t jev_id_prefix(char *buf, const char *id, size_t idlen, int more);
 
 #endif

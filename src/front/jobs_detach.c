@@ -9,14 +9,18 @@
 
 #include "front/job_events.h"
 #include "front/jobs_parts.h"
+#include "wire/ws_frame.h"
 
 static struct detach_store *store(const struct jobs_conn *jc) { return conn_detach(jc->c); }
 
+/* Framed as one message from two parts, the id's prefix and the kept
+ * text after its brace: no copy of the event is built first. */
 static void send_kept(struct entry *e, const char *json, size_t len)
 {
-    struct jout *j = jobs_scratch(e->jc);
-    jev_with_id(j, e->id, e->idlen, json, len);
-    jobs_send(e->jc, j);
+    char prefix[JEV_ID_PREFIX_MAX(ID_MAX)];
+    int more = len > 2;
+    size_t n = jev_id_prefix(prefix, e->id, e->idlen, more);
+    conn_send2(e->jc->c, WS_OP_TEXT, prefix, n, json + 1, more ? len - 1 : 0);
 }
 
 /* An event of a detached job held here (detach_follow_fn). */

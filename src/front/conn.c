@@ -409,7 +409,10 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
         return 0;
     }
     /* A plain socket's write event is on only while a write waits for room
-     * (conn_flush.c); TLS keeps libevent's way. */
+     * (conn_flush.c); libevent starts every bufferevent with EV_WRITE on,
+     * so it is turned off here.  TLS keeps libevent's way. */
+    if (!tls)
+        bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_enable(c->bev, tls ? EV_READ | EV_WRITE : EV_READ);
     conn_set_timer(c, f->cfg->handshake_timeout_ms);
     return 0;

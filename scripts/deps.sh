@@ -8,7 +8,7 @@ set -e
 PKGS="gcc make pkg-config libevent-dev libmbedtls-dev libjansson-dev libsystemd-dev
 libcurl4-openssl-dev check libsubunit-dev python3 python3-dev python3-websockets openssl mandoc
 clang libclang-rt-14-dev prometheus valgrind systemd haproxy libhiredis-dev redis-server
-chromium nodejs"
+chromium nodejs strace"
 
 missing=""
 for p in $PKGS; do

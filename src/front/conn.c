@@ -148,6 +148,7 @@ void conn_send_raw(struct conn *c, const void *data, size_t len)
 static void linger(struct conn *c)
 {
     budget_unhook(c);
+    flush_unhook(c);
     if (!c->tls && linger_start(c->bev) == 0)
         c->bev = NULL;
     conn_free(c);
@@ -160,6 +161,24 @@ void conn_close_when_flushed(struct conn *c)
     bufferevent_disable(c->bev, EV_READ);
     if (conn_out_pending(c) == 0 && !c->in_read)
         linger(c);
+}
+
+void conn_drained(struct conn *c)
+{
+    if (c->close_after_flush) {
+        linger(c);
+        return;
+    }
+    if (c->out_paused) {
+        c->out_paused = 0;
+        conn_update_reading(c);
+        conn_read_buffered_later(c);
+    }
+    /* All it held for the client is written: it is no big holder any more,
+     * even while the budget is still reached. */
+    budget_resume(c);
+    if (c->phase == PH_WS && c->ops->drained)
+        c->ops->drained(c, c->ps);
 }
 
 void conn_close(struct conn *c, uint16_t code, const char *reason)
@@ -320,24 +339,15 @@ static void read_cb(struct bufferevent *bev, void *arg)
         conn_read_ws(c);
 }
 
+/* libevent wrote the last byte.  A plain connection's write event goes off
+ * again first, so output added from here on is the flush pass's
+ * (conn_flush.c) and not stranded with the event off. */
 static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    (void)bev;
-    if (c->close_after_flush) {
-        linger(c);
-        return;
-    }
-    if (c->out_paused) {
-        c->out_paused = 0;
-        conn_update_reading(c);
-        conn_read_buffered_later(c);
-    }
-    /* All it held for the client is written: it is no big holder any more,
-     * even while the budget is still reached. */
-    budget_resume(c);
-    if (c->phase == PH_WS && c->ops->drained)
-        c->ops->drained(c, c->ps);
+    if (!c->tls)
+        bufferevent_disable(bev, EV_WRITE);
+    conn_drained(c);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
@@ -402,13 +412,19 @@ int conn_accept(struct front *f, int fd, const struct sockaddr *peer, socklen_t 
     stats_lag_wake();
     if (tls)
         f->conns.tls_open++;
-    if (budget_hook(c) < 0) {
-        /* Unaccounted bytes would skew the budget for ever: refuse. */
-        log_warn("cannot count a connection's buffers: out of memory");
+    if (budget_hook(c) < 0 || flush_hook(c) < 0) {
+        /* Unaccounted bytes would skew the budget for ever, and output
+         * nobody lists would never leave: refuse. */
+        log_warn("cannot watch a connection's buffers: out of memory");
         conn_free(c);   /* the fd goes with the bufferevent: it is ours now */
         return 0;
     }
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    /* A plain socket's write event is on only while a write waits for room
+     * (conn_flush.c); libevent starts every bufferevent with EV_WRITE on,
+     * so it is turned off here.  TLS keeps libevent's way. */
+    if (!tls)
+        bufferevent_disable(c->bev, EV_WRITE);
+    bufferevent_enable(c->bev, tls ? EV_READ | EV_WRITE : EV_READ);
     conn_set_timer(c, f->cfg->handshake_timeout_ms);
     return 0;
 }
@@ -451,6 +467,7 @@ void conn_free(struct conn *c)
         c->ops->closed(c, c->ps);
     ws_reader_free(&c->rd);
     evtimer_del(&c->timer);
+    flush_unhook(c);
     if (c->bev) {
         budget_unhook(c);
         bufferevent_free(c->bev);   /* NULL: the linger has it */

@@ -16,6 +16,11 @@ void conn_init(struct front *f);
 /* After the loop: frees what conn_init's event had still to free. */
 void conn_fini(struct front *f);
 
+/* Before the loop sleeps: one write for each plain connection with output
+ * added since its last.  Returns 1 when some were listed again meanwhile
+ * (the loop must then not sleep). */
+int conn_flush_all(struct front *f);
+
 /* Every open connection: shutting_down to its route, then close 1001. */
 void conn_shutdown_all(struct front *f);
 void conn_close_all(struct front *f, uint16_t code, const char *reason);

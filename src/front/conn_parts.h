@@ -5,6 +5,8 @@
  *                    pausing, WebSocket frames, closing, freeing
  *   conn_http.c      the HTTP phase: one request at a time, the plain
  *                    routes' answers, the upgrade
+ *   conn_flush.c     plain connections' output, written before the loop
+ *                    sleeps rather than on a write event
  *   memory_budget.c  what every connection holds, and the one budget for
  *                    the sum (--memory-budget)
  *   room_wait.c      connections waiting for job capacity
@@ -38,12 +40,14 @@ struct conn {
     struct front *f;
     struct conn *prev, *next;      /* front->all */
     struct conn *room_prev, *room_next;   /* front->room_head: waiting for job capacity */
+    struct conn *flush_prev, *flush_next; /* front->flush_head: output to write this turn */
     struct bufferevent *bev;
     struct event timer;            /* handshake timeout, then pings, then close wait */
     const struct proto_ops *ops;   /* the route, once upgraded */
     void *ps;                      /* the route's state, owned by the route */
     struct ws_reader rd;
     struct evbuffer_cb_entry *in_cb, *out_cb;   /* the memory budget's counters */
+    struct evbuffer_cb_entry *flush_cb;  /* lists it for the flush; NULL for TLS */
     uint64_t held;                 /* bytes counted against the budget */
     size_t   rd_held;              /* of which in the frame reader's buffer */
     uint16_t http_scanned;         /* head bytes known to hold no new LF */
@@ -61,6 +65,7 @@ struct conn {
     uint8_t doomed;                /* conn_free asked for while in_read */
     uint8_t freed;
     uint8_t room_queued;           /* on the front's room FIFO */
+    uint8_t flush_listed;          /* on the front's flush list (never while freed) */
 };
 
 /* conn.c */
@@ -74,6 +79,13 @@ void conn_close_when_flushed(struct conn *c);
 void conn_free(struct conn *c);
 void conn_start_ws(struct conn *c, const struct proto_ops *ops, void *ps);
 void conn_read_ws(struct conn *c);
+/* Its output is all written: linger if closing, else read again and tell
+ * the route.  May free c. */
+void conn_drained(struct conn *c);
+
+/* conn_flush.c (plain connections; both are no-ops on TLS ones) */
+int  flush_hook(struct conn *c);           /* 0, or -1: no memory */
+void flush_unhook(struct conn *c);         /* off the list, the buffer unwatched */
 
 /* conn_http.c */
 void conn_read_http(struct conn *c);

@@ -56,6 +56,10 @@ struct front {
     struct conn       *all;        /* every open connection (list head) */
     /* Connections waiting for job capacity, oldest first (conn.c). */
     struct conn       *room_head, *room_tail;
+    /* Plain connections with output added since their last write, oldest
+     * first: written before the loop sleeps (conn_flush.c). */
+    struct conn       *flush_head, *flush_tail;
+    unsigned           flush_count;
     /* Connections closed this turn, freed on the next (conn.c). */
     struct conn       *dead;
     struct event       reap;

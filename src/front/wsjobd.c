@@ -367,10 +367,16 @@ int main(int argc, char **argv)
     startup_deadline_ns = shm_now_ns() + (int64_t)STARTUP_WAIT_MS * 1000000;
     event_add(startup_ev, &tick);
 
-    /* One turn at a time, so dispatch gets its look before the loop sleeps
-     * (libevent 2.1 has no prepare hook). */
-    while (event_base_loop(front.base, EVLOOP_ONCE) == 0 && !event_base_got_exit(front.base))
+    /* One turn at a time, so the front gets its look before the loop sleeps
+     * (libevent 2.1 has no prepare hook): the turn's output is written, then
+     * dispatch forgets its clock reading (the flush calls routes, which may
+     * stamp).  Output listed again during the flush makes the next turn
+     * poll without sleeping. */
+    int flags = EVLOOP_ONCE;
+    while (event_base_loop(front.base, flags) == 0 && !event_base_got_exit(front.base)) {
+        flags = conn_flush_all(&front) ? EVLOOP_ONCE | EVLOOP_NONBLOCK : EVLOOP_ONCE;
         dispatch_before_sleep(front.d);
+    }
 
     supervisor_stop(front.sup, 2000);
     log_info("stopped");

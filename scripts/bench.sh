@@ -529,7 +529,7 @@ detach_cases() {
 
 case_median() {   # case_median CASE FIELD: over every run of the case, decimals kept
     grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        awk '{ v[NR] = $1 } END { if (NR) printf "%.10g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 detach_table() {

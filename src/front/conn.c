@@ -1,7 +1,8 @@
 /* conn.c — one client connection's life on a libevent bufferevent: accept,
- * sending (with the output mark), pausing, RFC 6455 frames, pings, the
- * close handshake and freeing.  Its HTTP phase is conn_http.c; what it
- * holds is counted in memory_budget.c (conn_parts.h lists the parts).
+ * pausing, reading RFC 6455 frames, pings, the close handshake and freeing.
+ * Its HTTP phase is conn_http.c, what it sends conn_send.c and
+ * conn_flush.c; what it holds is counted in memory_budget.c (conn_parts.h
+ * lists the parts).
  *
  * Nothing here blocks or runs job code.  Memory per idle connection is this
  * struct, the bufferevent and its two empty evbuffers: the frame reader
@@ -29,8 +30,6 @@
 
 #define CLOSE_WAIT_MS  2000              /* after our close frame, wait this long for theirs */
 #define PINGS_UNANSWERED_MAX 2
-#define SMALL_FRAME    256               /* payloads copied next to their header */
-#define EXACT_BLOCK_MIN (64u << 10)      /* payloads in a block of their own size */
 
 static void read_cb(struct bufferevent *bev, void *arg);
 
@@ -73,73 +72,6 @@ void conn_update_reading(struct conn *c)
         bufferevent_disable(c->bev, EV_READ);
     else
         bufferevent_enable(c->bev, EV_READ);
-}
-
-void conn_check_out_high_water(struct conn *c)
-{
-    if (!c->out_paused && conn_out_pending(c) > OUT_HIGH_WATER) {
-        c->out_paused = 1;
-        conn_update_reading(c);
-    }
-}
-
-static void free_block(const void *data, size_t len, void *arg)
-{
-    (void)len;
-    (void)arg;
-    free((void *)data);
-}
-
-/* evbuffer_add rounds a new chunk up to a power of two: a 600 KiB message
- * would take 1 MiB, memory the budget (which counts bytes) never sees.  A
- * large payload gets a block of its own size instead. */
-static void add_payload(struct evbuffer *out, const void *data, size_t len)
-{
-    uint8_t *block = len >= EXACT_BLOCK_MIN ? malloc(len) : NULL;
-    if (block) {
-        memcpy(block, data, len);
-        if (evbuffer_add_reference(out, block, len, free_block, NULL) == 0)
-            return;
-        free(block);
-    }
-    evbuffer_add(out, data, len);
-}
-
-void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen)
-{
-    if (c->phase != PH_WS)
-        return;
-    /* A small frame goes in with one evbuffer_add: each add runs the
-     * buffer's callbacks, which cost more than copying a few hundred bytes. */
-    uint8_t frame[WS_MAX_HEADER + SMALL_FRAME];
-    size_t len = alen + blen;
-    size_t hl = ws_frame_header_write(frame, true, (uint8_t)opcode, len, NULL);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (len <= SMALL_FRAME) {
-        if (alen)
-            memcpy(frame + hl, a, alen);
-        if (blen)
-            memcpy(frame + hl + alen, b, blen);
-        evbuffer_add(out, frame, hl + len);
-    } else {
-        evbuffer_add(out, frame, hl);
-        if (alen)
-            add_payload(out, a, alen);
-        if (blen)
-            add_payload(out, b, blen);
-    }
-    conn_check_out_high_water(c);
-}
-
-void conn_send(struct conn *c, int opcode, const void *data, size_t len)
-{
-    conn_send2(c, opcode, data, len, NULL, 0);
-}
-
-void conn_send_raw(struct conn *c, const void *data, size_t len)
-{
-    evbuffer_add(bufferevent_get_output(c->bev), data, len);
-    conn_check_out_high_water(c);
 }
 
 /* Our last bytes are queued: the socket goes to the lingering close

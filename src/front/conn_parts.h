@@ -1,10 +1,11 @@
 /* conn_parts.h — what the files of one client connection share, and
  * nobody else:
  *
- *   conn.c           the connection's life: accept, timers, sending,
- *                    pausing, WebSocket frames, closing, freeing
+ *   conn.c           the connection's life: accept, timers, pausing,
+ *                    reading WebSocket frames, closing, freeing
  *   conn_http.c      the HTTP phase: one request at a time, the plain
  *                    routes' answers, the upgrade
+ *   conn_send.c      messages framed into the output, the output mark
  *   conn_flush.c     plain connections' output, written before the loop
  *                    sleeps rather than on a write event
  *   memory_budget.c  what every connection holds, and the one budget for

@@ -188,6 +188,28 @@ static void gen_number(struct buf *b)
     put(b, nums[rnd(sizeof nums / sizeof nums[0])]);
 }
 
+static void gen_value(struct buf *b, int depth);
+
+/* n members, with whitespace and commas; keyed ones (object members) take
+ * a key from keys. */
+static void gen_members(struct buf *b, unsigned n, const char *const *keys, unsigned nkeys,
+                        int depth)
+{
+    for (unsigned i = n; i > 0; i--) {
+        ws(b);
+        if (keys) {
+            put(b, keys[rnd(nkeys)]);
+            ws(b);
+            put(b, ":");
+            ws(b);
+        }
+        gen_value(b, depth);
+        ws(b);
+        if (i > 1)
+            put(b, ",");
+    }
+}
+
 static void gen_value(struct buf *b, int depth)
 {
     static const char *const keys[] = { "\"a\"", "\"b\"", "\"data\"", "\"rounds\"", "\"\"", "\"k\\u0041\"" };
@@ -199,28 +221,12 @@ static void gen_value(struct buf *b, int depth)
     case 4: put(b, rnd(2) ? "false" : "nul"); break;
     case 5:
         put(b, "[");
-        for (unsigned i = rnd(4); i > 0; i--) {
-            ws(b);
-            gen_value(b, depth + 1);
-            ws(b);
-            if (i > 1)
-                put(b, ",");
-        }
+        gen_members(b, rnd(4), NULL, 0, depth + 1);
         put(b, "]");
         break;
     default:
         put(b, "{");
-        for (unsigned i = rnd(4); i > 0; i--) {
-            ws(b);
-            put(b, keys[rnd(sizeof keys / sizeof keys[0])]);
-            ws(b);
-            put(b, ":");
-            ws(b);
-            gen_value(b, depth + 1);
-            ws(b);
-            if (i > 1)
-                put(b, ",");
-        }
+        gen_members(b, rnd(4), keys, sizeof keys / sizeof keys[0], depth + 1);
         put(b, "}");
     }
 }
@@ -234,17 +240,7 @@ static void gen_request(struct buf *b)
     b->n = 0;
     ws(b);
     put(b, "{");
-    for (unsigned i = rnd(7); i > 0; i--) {
-        ws(b);
-        put(b, keys[rnd(sizeof keys / sizeof keys[0])]);
-        ws(b);
-        put(b, ":");
-        ws(b);
-        gen_value(b, 1);
-        ws(b);
-        if (i > 1)
-            put(b, ",");
-    }
+    gen_members(b, rnd(7), keys, sizeof keys / sizeof keys[0], 1);
     put(b, "}");
     ws(b);
 }

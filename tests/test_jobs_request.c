@@ -116,6 +116,7 @@ START_TEST(what_jansson_must_judge_is_declined)
         "{\"input\":-0}",                                /* printed back as 0 */
         "{\"input\":0123}",
         "{\"input\":1234567890123456789}",               /* 19 digits */
+        "{\"input\":[66666666666666666666666666666666666666666666666666661]}",   /* would overflow */
         "{\"timeout_ms\":-}",
         "{\"input\":tru}",
         "{\"input\":truex}",

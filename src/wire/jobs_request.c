@@ -73,8 +73,11 @@ static const char *integer(struct scan *sc, const char *p, int64_t *v)
     q += neg;
     const char *digits = q;
     int64_t n = 0;
-    while (q < sc->end && *q >= '0' && *q <= '9')
-        n = n * 10 + (*q++ - '0');
+    /* Past MAX_DIGITS only counted: the number is declined, and more
+     * digits would overflow n. */
+    for (; q < sc->end && *q >= '0' && *q <= '9'; q++)
+        if (q - digits < MAX_DIGITS)
+            n = n * 10 + (*q - '0');
     size_t nd = (size_t)(q - digits);
     if (nd == 0 || nd > MAX_DIGITS || (nd > 1 && *digits == '0') || (neg && n == 0))
         return NULL;

@@ -28,6 +28,16 @@
  * (Redis caps a client's write per event at 64 KiB too). */
 #define FLUSH_WRITE_MAX (64 << 10)
 
+/* A turn with more connections to write than this hands them all to
+ * libevent's write events instead, which write in the next turn: under
+ * load the next turn's replies join them, and clients answer bigger
+ * batches.  Written at once, raw echo 64 B at 50 x 16 ran ~15 % slower
+ * (7 alternating pairs against the write events alone, unpinned: medians
+ * 1.30 M against 1.53 M msgs/s); with this bound, level (3 pairs: 1.47-1.60
+ * M against 1.53-1.63 M; with 8: 1.26-1.64 M against 1.37-1.68 M), while a
+ * few closed-loop clients keep the write-through. */
+#define FLUSH_BUSY_CONNS 4
+
 static void list_append(struct conn *c)
 {
     struct front *f = c->f;
@@ -116,10 +126,14 @@ static void flush_one(struct conn *c)
  * ends.  Connections freed meanwhile have left the list (flush_unhook). */
 int conn_flush_all(struct front *f)
 {
+    int busy = f->flush_count > FLUSH_BUSY_CONNS;   /* see FLUSH_BUSY_CONNS */
     for (unsigned n = f->flush_count; n && f->flush_head; n--) {
         struct conn *c = f->flush_head;
         list_unlink(c);
-        flush_one(c);
+        if (busy)
+            bufferevent_enable(c->bev, EV_WRITE);
+        else
+            flush_one(c);
     }
     return f->flush_head != NULL;
 }

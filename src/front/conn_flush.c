@@ -104,11 +104,17 @@ void flush_unhook(struct conn *c)
     list_unlink(c);
 }
 
-static void flush_one(struct conn *c)
+/* busy: a turn with many to write (FLUSH_BUSY_CONNS) leaves the write to
+ * libevent's write event, in the next turn. */
+static void flush_one(struct conn *c, int busy)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (writing(c) || evbuffer_get_length(out) == 0)
         return;
+    if (busy) {
+        bufferevent_enable(c->bev, EV_WRITE);
+        return;
+    }
     /* A socket bufferevent keeps its output's front frozen between its own
      * writes; draining a frozen front fails, and the bytes would go twice. */
     evbuffer_unfreeze(out, 1);
@@ -130,10 +136,7 @@ int conn_flush_all(struct front *f)
     for (unsigned n = f->flush_count; n && f->flush_head; n--) {
         struct conn *c = f->flush_head;
         list_unlink(c);
-        if (busy)
-            bufferevent_enable(c->bev, EV_WRITE);
-        else
-            flush_one(c);
+        flush_one(c, busy);
     }
     return f->flush_head != NULL;
 }

@@ -224,7 +224,9 @@ static void run_loop_for(int ms)
 START_TEST(handles_are_a_slot_and_128_random_bits_in_lower_case_hex)
 {
     struct detach_job *a = submit(NULL), *b = submit(NULL);
-    const char *ha = detach_handle(a), *hb = detach_handle(b);
+    char ha[41], hb[41];
+    detach_handle(a, ha);
+    detach_handle(b, hb);
     ck_assert_int_eq((int)strlen(ha), 40);
     ck_assert_int_eq((int)strspn(ha, "0123456789abcdef"), 40);
     ck_assert_int_ne(memcmp(ha + 8, hb + 8, 32), 0);
@@ -253,14 +255,16 @@ START_TEST(accepted_leaves_with_the_first_event_or_alone_soon_after)
     uint64_t h = take();
     post(h, REPLY_CHUNK, JE_NONE, "a");
     ck_assert_int_eq(f.got.n, 2);
-    char want[80];
-    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", detach_handle(dj));
+    char want[80], hex[41];
+    detach_handle(dj, hex);
+    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", hex);
     ck_assert_str_eq(f.got.text[0], want);
     assert_chunk(&f.got, 1, 0, "a");
     struct detach_job *quiet = submit(&g);
     run_loop_for(200);                              /* no event comes: it goes alone */
     ck_assert_int_eq(g.got.n, 1);
-    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", detach_handle(quiet));
+    detach_handle(quiet, hex);
+    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", hex);
     ck_assert_str_eq(g.got.text[0], want);
     ck_assert_int_eq(f.got.n, 2);                   /* and only once */
     post(h, REPLY_DONE, JE_NONE, "");
@@ -270,15 +274,16 @@ END_TEST
 START_TEST(a_slot_is_reused_and_the_old_handle_is_not_found)
 {
     struct detach_job *a = submit(NULL);
-    char old[41];
-    memcpy(old, detach_handle(a), sizeof old);
+    char old[41], hb[41];
+    detach_handle(a, old);
     post(take(), REPLY_DONE, JE_NONE, "");
     run_loop_for(1300);                             /* TTL 1 s, expiry at most 100 ms late */
     ck_assert_uint_eq(detach_stats(ds)->expired_total, 1);
     struct detach_job *b = submit(NULL);
-    ck_assert_int_eq(memcmp(detach_handle(b), old, 8), 0);   /* the same slot */
+    detach_handle(b, hb);
+    ck_assert_int_eq(memcmp(hb, old, 8), 0);   /* the same slot */
     ck_assert_ptr_null(detach_find(ds, old, 40));
-    ck_assert_ptr_eq(detach_find(ds, detach_handle(b), 40), b);
+    ck_assert_ptr_eq(detach_find(ds, hb, 40), b);
     post(take(), REPLY_DONE, JE_NONE, "");
 }
 END_TEST
@@ -389,7 +394,7 @@ START_TEST(a_finished_job_is_forgotten_after_its_ttl)
 {
     struct detach_job *dj = submit(NULL);
     char handle[41];
-    memcpy(handle, detach_handle(dj), sizeof handle);
+    detach_handle(dj, handle);
     post(take(), REPLY_DONE, JE_NONE, "x");
     run_loop_for(500);
     ck_assert_ptr_eq(detach_find(ds, handle, 40), dj);
@@ -430,7 +435,7 @@ START_TEST(cancels_by_handle_here_and_elsewhere)
     struct follower f = { 0 };
     struct detach_job *dj = submit(&f);
     char handle[41];
-    memcpy(handle, detach_handle(dj), sizeof handle);
+    detach_handle(dj, handle);
     uint64_t h = take();
     detach_set_mirror(ds, &fake_mirror);
     detach_cancel_by_handle(ds, handle);            /* from another instance */

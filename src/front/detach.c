@@ -124,7 +124,10 @@ size_t detach_buffer_size(const struct detach_store *ds) { return ds->prm.buffer
 
 const struct detach_stats *detach_stats(const struct detach_store *ds) { return &ds->st; }
 
-const char *detach_handle(const struct detach_job *dj) { return dj->hex; }
+void detach_handle(const struct detach_job *dj, char *hex)
+{
+    detach_format_handle(dj->slot, dj->key, hex);
+}
 
 struct detach_job *detach_find(struct detach_store *ds, const char *handle, size_t len)
 {
@@ -166,8 +169,9 @@ void detach_give_accepted(struct detach_job *dj)
     unlink_pending(dj);
     if (!dj->follow)
         return;
-    char text[JEV_ACCEPTED_MAX];
-    size_t n = jev_accepted(text, sizeof text, dj->hex);
+    char hex[DETACH_HANDLE_LEN + 1], text[JEV_ACCEPTED_MAX];
+    detach_handle(dj, hex);
+    size_t n = jev_accepted(text, sizeof text, hex, DETACH_HANDLE_LEN);
     if (n)
         dj->follow(dj->farg, text, n, 0);
 }
@@ -218,7 +222,6 @@ static struct detach_job *new_job(struct detach_store *ds)
         give_back_record(ds, dj);
         return NULL;
     }
-    detach_format_handle(dj->slot, dj->key, dj->hex);
     dj->ds = ds;
     dj->running = 1;
     return dj;
@@ -261,8 +264,11 @@ enum job_error detach_submit(struct detach_store *ds, const struct job_request *
     dj->follow = fn;
     dj->farg = arg;
     accept_later(dj);
-    if (ds->has_mirror)
-        ds->m.begin(ds->m.arg, dj->hex);
+    if (ds->has_mirror) {
+        char hex[DETACH_HANDLE_LEN + 1];
+        detach_handle(dj, hex);
+        ds->m.begin(ds->m.arg, hex);
+    }
     *out = dj;
     return JE_NONE;
 }

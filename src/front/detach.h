@@ -111,7 +111,8 @@ void detach_set_mirror(struct detach_store *ds, const struct detach_mirror *m);
 enum job_error detach_submit(struct detach_store *ds, const struct job_request *req,
                              detach_follow_fn *fn, void *arg, struct detach_job **out,
                              const char **why);
-const char *detach_handle(const struct detach_job *dj);
+/* The job's handle as text: DETACH_HANDLE_LEN digits and a NUL into hex. */
+void detach_handle(const struct detach_job *dj, char *hex);
 
 /* Is this text shaped like a handle (DETACH_HANDLE_LEN lower-case hex
  * digits)? */

@@ -130,6 +130,16 @@ void detach_drained(struct detach_job *dj)
 
 /* ---- events from dispatch ---------------------------------------------------- */
 
+static void mirror_event(struct detach_job *dj, uint64_t seq, const char *json, size_t len)
+{
+    struct detach_store *ds = dj->ds;
+    if (!ds->has_mirror)
+        return;
+    char hex[DETACH_HANDLE_LEN + 1];
+    detach_handle(dj, hex);
+    ds->m.event(ds->m.arg, hex, seq, json, len, ds->prm.buffer);
+}
+
 static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len)
 {
     struct detach_job *dj = cookie;
@@ -141,8 +151,7 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
     int over = 0;
     if (!j->oom) {
         keep(dj, seq, j->p, j->len);
-        if (ds->has_mirror)
-            ds->m.event(ds->m.arg, dj->hex, seq, j->p, j->len, ds->prm.buffer);
+        mirror_event(dj, seq, j->p, j->len);
         if (dj->follow)
             over = dj->follow(dj->farg, j->p, j->len, 0);
     }
@@ -168,8 +177,7 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
         return;
     memcpy(dj->text, j->p, j->len);
     dj->progress_len = (uint8_t)j->len;
-    if (ds->has_mirror)
-        ds->m.event(ds->m.arg, dj->hex, dj->next_seq, j->p, j->len, ds->prm.buffer);
+    mirror_event(dj, dj->next_seq, j->p, j->len);
     if (dj->follow)
         dj->follow(dj->farg, j->p, j->len, 0);
 }
@@ -198,8 +206,11 @@ static void finish(struct detach_job *dj, struct jout *j)
     dj->unacked = 0;
     dj->progress_len = 0;
     detach_finished(dj);
-    if (ds->has_mirror)
-        ds->m.final(ds->m.arg, dj->hex, dj->final, dj->final_len);
+    if (ds->has_mirror) {
+        char hex[DETACH_HANDLE_LEN + 1];
+        detach_handle(dj, hex);
+        ds->m.final(ds->m.arg, hex, dj->final, dj->final_len);
+    }
     detach_follow_fn *fn = dj->follow;
     void *arg = dj->farg;
     dj->follow = NULL;

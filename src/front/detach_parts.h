@@ -38,8 +38,8 @@ struct detach_job {
     struct detach_job *fnext;       /* finished FIFO, oldest first */
     struct detach_job *aprev, *anext;   /* the store's accept_pending list */
     uint32_t slot;                  /* in the store's table */
-    uint8_t  key[DETACH_KEY_LEN];   /* the handle's random part */
-    char     hex[DETACH_HANDLE_LEN + 1];   /* the handle */
+    uint8_t  key[DETACH_KEY_LEN];   /* the handle's random part; its text is
+                                       made where it is needed (detach_handle) */
     uint8_t  running;               /* 1 until the final answer came */
     uint8_t  final_owned;           /* final is malloc'd (else in text, or static) */
     uint8_t  accept_pending;        /* `accepted` not yet given to the submitter */

@@ -88,10 +88,10 @@ void jev_done(struct jout *j, const char *id, size_t idlen, const uint8_t *data,
     jev_error(j, id, idlen, JE_TOO_LARGE, why, sizeof why - 1);
 }
 
-size_t jev_accepted(char *buf, size_t cap, const char *handle)
+size_t jev_accepted(char *buf, size_t cap, const char *handle, size_t hl)
 {
     static const char head[] = "{\"event\":\"accepted\",\"handle\":\"", tail[] = "\"}";
-    size_t hl = strlen(handle), n = sizeof head - 1 + hl + sizeof tail - 1;
+    size_t n = sizeof head - 1 + hl + sizeof tail - 1;
     if (n >= cap)
         return 0;
     memcpy(buf, head, sizeof head - 1);

@@ -29,7 +29,7 @@ void jev_error(struct jout *j, const char *id, size_t idlen, enum job_error code
  * any handle of up to 32 characters); its length, or 0 if it did not fit.
  * A buffer of its own: it may be needed while a jout holds another event. */
 #define JEV_ACCEPTED_MAX 80
-size_t jev_accepted(char *buf, size_t cap, const char *handle);
+size_t jev_accepted(char *buf, size_t cap, const char *handle, size_t hlen);
 /* For an event kept without an id: the bytes that go in place of its
  * opening brace to make the /jobs text, `{"id":ID,` when more of it
  * follows, `{"id":ID}` for `{}`.  buf holds JEV_ID_PREFIX_MAX(idlen). */

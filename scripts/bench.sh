@@ -12,6 +12,7 @@
 #                                         0 vs 100 open dashboards, or
 #                                         detached jobs beside plain ones
 #   BENCH_DASHBOARD_ROUNDS=5              rounds of the dashboard comparison
+#   BENCH_SWEEP_ROUNDS=3                  rounds of the concurrency sweep (medians)
 set -u
 
 BUILD=${BUILD:-build}
@@ -339,6 +340,7 @@ dashboard_table() {
 # ---- concurrency sweep: closed-loop clients, one job in flight each ------------------
 
 SWEEP_CLIENTS="1 2 4 8 16 64"
+SWEEP_ROUNDS=${BENCH_SWEEP_ROUNDS:-3}
 
 # start_yardstick: the TCP echo yardstick in the background; sets YPORT, YPID.
 start_yardstick() {
@@ -360,6 +362,16 @@ sweep_ping() {
 }
 
 sweep_cases() {
+    local r
+    for r in $(seq "$SWEEP_ROUNDS"); do
+        say "sweep: round $r of $SWEEP_ROUNDS"
+        sweep_round
+    done
+}
+
+# One round: every step once.  Rounds repeat the whole sweep, so that a slow
+# spell of the machine lands on a step once, not on all its runs.
+sweep_round() {
     local w c input="{\"data\":\"abc\",\"rounds\":$SHA_ROUNDS}" expect shape ping_pid
     for w in 1 2; do
         start_daemon --cpu-workers "$w"
@@ -394,23 +406,43 @@ sweep_cases() {
     wait "$YPID" 2>/dev/null
 }
 
+ratio() {   # ratio A B: A / B to two places, or ? when either is missing
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "?"; else printf "%.2f", a / b }'
+}
+
+# Medians over the rounds, and the ratios the sweep is judged by.
 sweep_table() {
-    local w c a b l
+    local w c a b l best v low lowat
     for w in 1 2; do
-        l=""
+        l="" best="" low="" lowat=""
         for c in $SWEEP_CLIENTS; do
-            l="$l ${c}x1 $(line_of "sweep sha256 ${w}w ${c}x1" | field jobs_per_s)"
+            v=$(case_median "sweep sha256 ${w}w ${c}x1" jobs_per_s)
+            l="$l ${c}x1 ${v%.*}"
+            # The lowest step against the best of the smaller ones.
+            if [ -n "$best" ] && [ -n "$v" ]; then
+                a=$(ratio "$v" "$best")
+                if [ -z "$low" ] || awk -v x="$a" -v y="$low" 'BEGIN { exit !(x < y) }'; then
+                    low=$a lowat=${c}x1
+                fi
+            fi
+            if [ -n "$v" ] && { [ -z "$best" ] || awk -v x="$v" -v y="$best" 'BEGIN { exit !(x > y) }'; }; then
+                best=$v
+            fi
         done
-        row "sweep sha256 r$SHA_ROUNDS ${w}w (jobs/s)" "$l  8x8 $(line_of "sweep sha256 ${w}w 8x8" | field jobs_per_s)"
-        a=$(line_of "sweep ping during sha256 ${w}w 64x1")
-        [ -n "$a" ] && row "  ping rtt during ${w}w 64x1" "p50 $(printf '%s' "$a" | field p50_us) us  p99 $(printf '%s' "$a" | field p99_us) us  max $(printf '%s' "$a" | field max_us) us"
+        v=$(case_median "sweep sha256 ${w}w 8x8" jobs_per_s)
+        row "sweep sha256 r$SHA_ROUNDS ${w}w (jobs/s)" "$l  8x8 ${v%.*}"
+        row "  lowest step / best smaller" "${low:-?} (at ${lowat:-?})"
+        [ -n "$(line_of "sweep ping during sha256 ${w}w 64x1")" ] &&
+            row "  ping rtt during ${w}w 64x1" "p50 $(case_median "sweep ping during sha256 ${w}w 64x1" p50_us) us  p99 $(case_median "sweep ping during sha256 ${w}w 64x1" p99_us) us (medians)"
     done
+    row "sweep 2w 8x1 / 1w 8x8" "$(ratio "$(case_median "sweep sha256 2w 8x1" jobs_per_s)" "$(case_median "sweep sha256 1w 8x8" jobs_per_s)")"
     for c in 1x1 10x1 50x1 50x16; do
-        a=$(line_of "sweep echo $c")
-        b=$(line_of "sweep tcp echo $c")
+        a=$(case_median "sweep echo $c" jobs_per_s)
+        b=$(case_median "sweep tcp echo $c" jobs_per_s)
         [ -n "$a" ] || continue
-        row "sweep echo 64B $c" "$(printf '%s' "$a" | field jobs_per_s) msgs/s p50 $(printf '%s' "$a" | field p50_us) us; tcp yardstick $(printf '%s' "$b" | field jobs_per_s) msgs/s p50 $(printf '%s' "$b" | field p50_us) us"
+        row "sweep echo 64B $c" "${a%.*} msgs/s p50 $(case_median "sweep echo $c" p50_us) us; tcp yardstick ${b%.*} msgs/s p50 $(case_median "sweep tcp echo $c" p50_us) us; rate $(ratio "$a" "$b")x, p50 $(ratio "$(case_median "sweep echo $c" p50_us)" "$(case_median "sweep tcp echo $c" p50_us)")x"
     done
+    row "sweep rounds" "$SWEEP_ROUNDS (medians; BENCH_SWEEP_ROUNDS)"
 }
 
 # ---- hostile: a quiet client's ping and the front's memory under abuse ------------------

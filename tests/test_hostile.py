@@ -375,12 +375,12 @@ async def open_ws(port, path=b"/jobs", rcvbuf=None):
     return r, w
 
 
-async def submit_without_reading(port, name, job, count, seconds, rcvbuf=None):
+async def submit_without_reading(port, name, job, count, seconds, rcvbuf=None, stalled=3):
     """Submits up to `count` echoes of `job` and reads nothing back, until the
-    server stops taking them (a write that does not drain in 3 s) or
-    `seconds` pass.  rcvbuf shrinks the socket's receive buffer, so less of
-    what the server sends hides in the kernel.  Returns (reader, writer, ids
-    submitted)."""
+    server stops taking them (a write that does not drain in `stalled`
+    seconds) or `seconds` pass.  rcvbuf shrinks the socket's receive buffer,
+    so less of what the server sends hides in the kernel.  Returns (reader,
+    writer, ids submitted)."""
     r, w = await open_ws(port, rcvbuf=rcvbuf)
     prefix = b'{"op":"submit","type":"echo","input_b64":"' + base64.b64encode(job) + b'","id":"'
     ids = []
@@ -389,7 +389,7 @@ async def submit_without_reading(port, name, job, count, seconds, rcvbuf=None):
         ids.append("%s-%03d" % (name, len(ids)))
         w.write(zero_masked_frame(1, prefix + ids[-1].encode() + b'"}'))
         try:
-            await asyncio.wait_for(w.drain(), 3)
+            await asyncio.wait_for(w.drain(), stalled)
         except asyncio.TimeoutError:
             break
     return r, w, ids
@@ -441,8 +441,13 @@ class SharedMemoryBudget(unittest.TestCase):
                 # Small receive buffers: what the clients do not read stays
                 # in the front rather than in the kernel, however fast the
                 # machine runs the scenario.
+                # A slow front (a sanitizer build on a busy machine) is
+                # slow to read, not stopped: give it longer before a client
+                # takes its silence for the budget's pause.
                 floods = await asyncio.gather(*[
-                    submit_without_reading(d.port, "c%02d" % k, job, per_client, 15, rcvbuf=65536)
+                    submit_without_reading(d.port, "c%02d" % k, job, per_client,
+                                           30 if SLOW else 15, rcvbuf=65536,
+                                           stalled=8 if SLOW else 3)
                     for k in range(clients)])
                 await asyncio.sleep(2)   # jobs in flight finish into the buffers
                 st = d.stats()

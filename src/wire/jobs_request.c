@@ -87,11 +87,11 @@ static const char *integer(struct scan *sc, const char *p, int64_t *v)
     return q;
 }
 
-static const char *literal(struct scan *sc, const char *p, const char *word)
+static const char *literal_n(struct scan *sc, const char *p, const char *word, size_t n)
 {
-    size_t n = strlen(word);
     return (size_t)(sc->end - p) >= n && memcmp(p, word, n) == 0 ? p + n : NULL;
 }
+#define literal(sc, p, word) literal_n(sc, p, word, sizeof word - 1)
 
 static const char *value(struct scan *sc, const char *p, int depth);
 
@@ -202,19 +202,16 @@ static const char *field_value(struct scan *sc, const char *p, struct jr_field *
 
 static struct jr_field *field_named(struct jobs_request *r, struct span k)
 {
-    static const struct { const char *name; size_t off; } keys[] = {
-        { "op", offsetof(struct jobs_request, op) },
-        { "id", offsetof(struct jobs_request, id) },
-        { "type", offsetof(struct jobs_request, type) },
-        { "input", offsetof(struct jobs_request, input) },
-        { "input_b64", offsetof(struct jobs_request, input_b64) },
-        { "timeout_ms", offsetof(struct jobs_request, timeout_ms) },
-        { "detach", offsetof(struct jobs_request, detach) },
-        { "handle", offsetof(struct jobs_request, handle) },
-        { "from_seq", offsetof(struct jobs_request, from_seq) },
+#define KEY(name, field) { name, sizeof name - 1, offsetof(struct jobs_request, field) }
+    static const struct { const char *name; size_t len, off; } keys[] = {
+        KEY("op", op), KEY("id", id), KEY("type", type), KEY("input", input),
+        KEY("input_b64", input_b64), KEY("timeout_ms", timeout_ms), KEY("detach", detach),
+        KEY("handle", handle), KEY("from_seq", from_seq),
     };
+#undef KEY
+    /* Lengths first: a key's bytes are compared only with names as long. */
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (strlen(keys[i].name) == k.n && memcmp(keys[i].name, k.s, k.n) == 0)
+        if (keys[i].len == k.n && memcmp(keys[i].name, k.s, k.n) == 0)
             return (struct jr_field *)((char *)r + keys[i].off);
     return NULL;
 }

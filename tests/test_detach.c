@@ -28,6 +28,7 @@ struct seen {
 struct follower {
     struct seen got;
     int over;                 /* answer "past my window" */
+    int calls;                /* follow() calls: events given at once count once */
 };
 
 static struct event_base *base;
@@ -56,10 +57,13 @@ static void record(struct seen *s, const char *json, size_t len, int final)
     s->finals += final;
 }
 
-static int follow_fn(void *arg, const char *json, size_t len, int final)
+static int follow_fn(void *arg, const struct detach_text *ev, size_t n, int final)
 {
     struct follower *f = arg;
-    record(&f->got, json, len, final);
+    ck_assert_uint_ge(n, 1);
+    f->calls++;
+    for (size_t i = 0; i < n; i++)
+        record(&f->got, ev[i].json, ev[i].len, final && i == n - 1);
     return f->over;
 }
 
@@ -268,6 +272,24 @@ START_TEST(accepted_leaves_with_the_first_event_or_alone_soon_after)
     ck_assert_str_eq(g.got.text[0], want);
     ck_assert_int_eq(f.got.n, 2);                   /* and only once */
     post(h, REPLY_DONE, JE_NONE, "");
+}
+END_TEST
+
+START_TEST(a_job_done_before_its_accepted_gives_both_at_once)
+{
+    struct follower f = { 0 };
+    struct detach_job *dj = submit(&f);
+    char want[80], hex[41];
+    detach_handle(dj, hex);
+    snprintf(want, sizeof want, "{\"event\":\"accepted\",\"handle\":\"%s\"}", hex);
+    post(take(), REPLY_DONE, JE_NONE, "x");
+    ck_assert_int_eq(f.calls, 1);                   /* one write for both */
+    ck_assert_int_eq(f.got.n, 2);
+    ck_assert_str_eq(f.got.text[0], want);
+    ck_assert_ptr_nonnull(strstr(f.got.text[1], "\"event\":\"done\""));
+    ck_assert_int_eq(f.got.finals, 1);
+    run_loop_for(200);                              /* and the timer gives nothing more */
+    ck_assert_int_eq(f.got.n, 2);
 }
 END_TEST
 
@@ -538,6 +560,7 @@ static Suite *detach_suite(void)
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, handles_are_a_slot_and_128_random_bits_in_lower_case_hex);
     tcase_add_test(tc, accepted_leaves_with_the_first_event_or_alone_soon_after);
+    tcase_add_test(tc, a_job_done_before_its_accepted_gives_both_at_once);
     tcase_add_test(tc, a_slot_is_reused_and_the_old_handle_is_not_found);
     tcase_add_test(tc, the_follower_and_the_mirror_get_every_event_and_one_final);
     tcase_add_test(tc, a_crash_with_nobody_following_is_answered_to_the_store_once);

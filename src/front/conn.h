@@ -34,6 +34,13 @@ struct proto_ops {
 void conn_send(struct conn *c, int opcode, const void *data, size_t len);
 /* One message whose payload is a then b. */
 void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen);
+/* n messages of two parts each, in order; small ones go into the output
+ * with one add (each add runs the output's callbacks). */
+struct conn_msg2 {
+    const void *a, *b;
+    size_t alen, blen;
+};
+void conn_send_many(struct conn *c, int opcode, const struct conn_msg2 *m, size_t n);
 
 /* Starts the close handshake with code and reason (RFC 6455 §7.1.2). */
 void conn_close(struct conn *c, uint16_t code, const char *reason);

@@ -43,6 +43,40 @@ static void add_payload(struct evbuffer *out, const void *data, size_t len)
     evbuffer_add(out, data, len);
 }
 
+void conn_send_many(struct conn *c, int opcode, const struct conn_msg2 *m, size_t n)
+{
+    if (n == 1) {
+        conn_send2(c, opcode, m->a, m->alen, m->b, m->blen);
+        return;
+    }
+    if (c->phase != PH_WS)
+        return;
+    uint8_t buf[2 * (WS_MAX_HEADER + SMALL_FRAME)];
+    size_t used = 0;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = m[i].alen + m[i].blen;
+        if (len > SMALL_FRAME || used + WS_MAX_HEADER + len > sizeof buf) {
+            if (used)
+                evbuffer_add(out, buf, used);
+            used = 0;
+        }
+        if (len > SMALL_FRAME) {
+            conn_send2(c, opcode, m[i].a, m[i].alen, m[i].b, m[i].blen);
+            continue;
+        }
+        used += ws_frame_header_write(buf + used, true, (uint8_t)opcode, len, NULL);
+        if (m[i].alen)
+            memcpy(buf + used, m[i].a, m[i].alen);
+        if (m[i].blen)
+            memcpy(buf + used + m[i].alen, m[i].b, m[i].blen);
+        used += len;
+    }
+    if (used)
+        evbuffer_add(out, buf, used);
+    conn_check_out_high_water(c);
+}
+
 void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen)
 {
     if (c->phase != PH_WS)

@@ -162,18 +162,24 @@ void detach_drop_accepted(struct detach_job *dj)
     unlink_pending(dj);
 }
 
-void detach_give_accepted(struct detach_job *dj)
+size_t detach_take_accepted(struct detach_job *dj, char *text)
 {
     if (!dj->accept_pending)
-        return;
+        return 0;
     unlink_pending(dj);
     if (!dj->follow)
-        return;
-    char hex[DETACH_HANDLE_LEN + 1], text[JEV_ACCEPTED_MAX];
+        return 0;
+    char hex[DETACH_HANDLE_LEN + 1];
     detach_handle(dj, hex);
-    size_t n = jev_accepted(text, sizeof text, hex, DETACH_HANDLE_LEN);
-    if (n)
-        dj->follow(dj->farg, text, n, 0);
+    return jev_accepted(text, JEV_ACCEPTED_MAX, hex, DETACH_HANDLE_LEN);
+}
+
+void detach_give_accepted(struct detach_job *dj)
+{
+    char text[JEV_ACCEPTED_MAX];
+    struct detach_text ev = { text, detach_take_accepted(dj, text) };
+    if (ev.len)
+        dj->follow(dj->farg, &ev, 1, 0);
 }
 
 static void accept_cb(evutil_socket_t fd, short what, void *arg)

@@ -88,11 +88,18 @@ struct detach_mirror {
     void (*unfollow)(void *follow);  /* the client left before the final */
 };
 
-/* A client following a job (jobs_proto): one event, JSON without "id".
- * After final = 1 the store forgets the follower.  Returns 1 when the
+/* One event's text: JSON without "id". */
+struct detach_text {
+    const char *json;
+    size_t      len;
+};
+/* A client following a job (jobs_proto): n >= 1 events at once, in order,
+ * to go out as one write (a job that ends before its `accepted` was given
+ * gives both together).  final = 1: the last of them is the job's final
+ * event, after which the store forgets the follower.  Returns 1 when the
  * client has more than its stream window unread: the job's stream then
  * waits for detach_drained(). */
-typedef int detach_follow_fn(void *arg, const char *json, size_t len, int final);
+typedef int detach_follow_fn(void *arg, const struct detach_text *ev, size_t n, int final);
 
 struct detach_store *detach_new(struct event_base *base, struct dispatch *d,
                                 const struct detach_params *prm);

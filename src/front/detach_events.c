@@ -89,7 +89,8 @@ static void supersede(struct detach_job *dj)
     dj->farg = NULL;
     release_stream(dj);
     dj->ds->st.superseded_total++;
-    fn(arg, superseded_text, sizeof superseded_text - 1, 1);
+    struct detach_text ev = { superseded_text, sizeof superseded_text - 1 };
+    fn(arg, &ev, 1, 1);
 }
 
 int detach_attach(struct detach_job *dj, uint64_t from_seq, detach_follow_fn *fn, void *arg)
@@ -101,13 +102,13 @@ int detach_attach(struct detach_job *dj, uint64_t from_seq, detach_follow_fn *fn
      * repeat (beyond what the buffer dropped). */
     for (struct detach_kept *k = dj->kept_head; k; k = k->next)
         if (k->seq >= from_seq)
-            fn(arg, k->json, k->len, 0);
+            fn(arg, &(struct detach_text){ k->json, k->len }, 1, 0);
     if (!dj->running) {
-        fn(arg, dj->final, dj->final_len, 1);
+        fn(arg, &(struct detach_text){ dj->final, dj->final_len }, 1, 1);
         return 0;
     }
     if (dj->progress_len)
-        fn(arg, dj->text, dj->progress_len, 0);
+        fn(arg, &(struct detach_text){ dj->text, dj->progress_len }, 1, 0);
     dj->follow = fn;
     dj->farg = arg;
     return 1;
@@ -153,7 +154,7 @@ static void on_chunk(void *cookie, uint32_t job, const uint8_t *data, size_t len
         keep(dj, seq, j->p, j->len);
         mirror_event(dj, seq, j->p, j->len);
         if (dj->follow)
-            over = dj->follow(dj->farg, j->p, j->len, 0);
+            over = dj->follow(dj->farg, &(struct detach_text){ j->p, j->len }, 1, 0);
     }
     if (over)
         dj->unacked += len;
@@ -179,7 +180,7 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
     dj->progress_len = (uint8_t)j->len;
     mirror_event(dj, dj->next_seq, j->p, j->len);
     if (dj->follow)
-        dj->follow(dj->farg, j->p, j->len, 0);
+        dj->follow(dj->farg, &(struct detach_text){ j->p, j->len }, 1, 0);
 }
 
 /* The one final answer dispatch gives the job: kept for the TTL, written
@@ -187,7 +188,9 @@ static void on_progress(void *cookie, uint32_t job, uint64_t done, uint64_t tota
 static void finish(struct detach_job *dj, struct jout *j)
 {
     struct detach_store *ds = dj->ds;
-    detach_give_accepted(dj);   /* its text is on the stack: j is untouched */
+    /* Owed still, `accepted` leaves with the final event, in one write. */
+    char accepted[JEV_ACCEPTED_MAX];
+    size_t alen = detach_take_accepted(dj, accepted);
     char *copy = j->oom || j->len <= sizeof dj->text ? NULL : malloc(j->len);
     if (!j->oom && j->len <= sizeof dj->text) {
         memcpy(dj->text, j->p, j->len);
@@ -215,8 +218,9 @@ static void finish(struct detach_job *dj, struct jout *j)
     void *arg = dj->farg;
     dj->follow = NULL;
     dj->farg = NULL;
+    struct detach_text ev[2] = { { accepted, alen }, { dj->final, dj->final_len } };
     if (fn)
-        fn(arg, dj->final, dj->final_len, 1);
+        fn(arg, alen ? ev : ev + 1, alen ? 2 : 1, 1);
 }
 
 static void on_done(void *cookie, uint32_t job, const uint8_t *data, size_t len,

@@ -107,6 +107,10 @@ void detach_finished(struct detach_job *dj);
 /* detach.c: gives the follower its pending `accepted` now, if it has one;
  * before any other event it is given. */
 void detach_give_accepted(struct detach_job *dj);
+/* detach.c: the pending `accepted`'s text into text (JEV_ACCEPTED_MAX
+ * bytes), for the caller to give with the next event; its length, 0 when
+ * none is owed.  It is not owed any more. */
+size_t detach_take_accepted(struct detach_job *dj, char *text);
 /* detach.c: the follower left without it. */
 void detach_drop_accepted(struct detach_job *dj);
 

@@ -13,22 +13,37 @@
 
 static struct detach_store *store(const struct jobs_conn *jc) { return conn_detach(jc->c); }
 
-/* Framed as one message from two parts, the id's prefix and the kept
- * text after its brace: no copy of the event is built first. */
+/* An event framed as one message from two parts, the id's prefix and the
+ * kept text after its brace: no copy of the event is built first.  The
+ * prefix is written into prefix (JEV_ID_PREFIX_MAX(ID_MAX) bytes). */
+static struct conn_msg2 kept_msg(const struct entry *e, const char *json, size_t len, char *prefix)
+{
+    int more = len > 2;
+    size_t n = jev_id_prefix(prefix, e->id, e->idlen, more);
+    return (struct conn_msg2){ .a = prefix, .alen = n, .b = json + 1, .blen = more ? len - 1 : 0 };
+}
+
 static void send_kept(struct entry *e, const char *json, size_t len)
 {
     char prefix[JEV_ID_PREFIX_MAX(ID_MAX)];
-    int more = len > 2;
-    size_t n = jev_id_prefix(prefix, e->id, e->idlen, more);
-    conn_send2(e->jc->c, WS_OP_TEXT, prefix, n, json + 1, more ? len - 1 : 0);
+    struct conn_msg2 m = kept_msg(e, json, len, prefix);
+    conn_send_many(e->jc->c, WS_OP_TEXT, &m, 1);
 }
 
-/* An event of a detached job held here (detach_follow_fn). */
-static int follow_local(void *arg, const char *json, size_t len, int final)
+/* Events of a detached job held here (detach_follow_fn), two to a write
+ * (the store gives no more at once). */
+static int follow_local(void *arg, const struct detach_text *ev, size_t n, int final)
 {
     struct entry *e = arg;
     struct conn *c = e->jc->c;
-    send_kept(e, json, len);
+    char prefix[2][JEV_ID_PREFIX_MAX(ID_MAX)];
+    struct conn_msg2 m[2];
+    for (size_t i = 0; i < n; i += 2) {
+        size_t k = n - i < 2 ? n - i : 2;
+        for (size_t j = 0; j < k; j++)
+            m[j] = kept_msg(e, ev[i + j].json, ev[i + j].len, prefix[j]);
+        conn_send_many(c, WS_OP_TEXT, m, k);
+    }
     if (final) {
         jobs_finish(e);
         return 0;

@@ -92,11 +92,12 @@ struct detach_store {
     struct detach_keys keys;
     /* Records of expired jobs, kept for the next ones (linked by fnext):
      * glibc's malloc of a record cost more than anything else a detached
-     * submit does, once expiries had freed records in thousands.  At most
-     * as many as are held, plus SPARE_MIN: memory for spares never exceeds
-     * the memory for records in use by much. */
+     * submit does, once expiries had freed records in thousands.  Those
+     * no job took for SPARE_DECAY_MS are freed (detach.c). */
     struct detach_job *spare;
     uint64_t nspare;
+    uint64_t spare_low;             /* fewest spares since the decay timer was armed */
+    struct event decay;
     struct jout ev;                 /* one event text at a time */
     struct detach_stats st;
     char     busy_why[192];         /* a busy's message naming the mirror's state */

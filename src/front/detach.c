@@ -93,7 +93,7 @@ static void trim_spares(struct detach_store *ds, uint64_t keep)
 }
 
 /* Runs only while there are spares past SPARE_MIN: an idle daemon wakes
- * for it at most twice after a burst. */
+ * for it at most twice after its last result expired. */
 static void arm_decay(struct detach_store *ds)
 {
     if (ds->nspare <= SPARE_MIN || evtimer_pending(&ds->decay, NULL))

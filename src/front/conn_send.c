@@ -43,12 +43,23 @@ static void add_payload(struct evbuffer *out, const void *data, size_t len)
     evbuffer_add(out, data, len);
 }
 
+/* A message too big to copy next to its header: the header, then each
+ * part added as it is (add_payload). */
+static void add_large(struct evbuffer *out, int opcode, const struct conn_msg2 *m)
+{
+    uint8_t head[WS_MAX_HEADER];
+    evbuffer_add(out, head, ws_frame_header_write(head, true, (uint8_t)opcode, m->alen + m->blen, NULL));
+    if (m->alen)
+        add_payload(out, m->a, m->alen);
+    if (m->blen)
+        add_payload(out, m->b, m->blen);
+}
+
+/* Small messages are framed into one buffer and go in with one
+ * evbuffer_add: each add runs the output's callbacks, which cost more than
+ * copying a few hundred bytes. */
 void conn_send_many(struct conn *c, int opcode, const struct conn_msg2 *m, size_t n)
 {
-    if (n == 1) {
-        conn_send2(c, opcode, m->a, m->alen, m->b, m->blen);
-        return;
-    }
     if (c->phase != PH_WS)
         return;
     uint8_t buf[2 * (WS_MAX_HEADER + SMALL_FRAME)];
@@ -56,13 +67,12 @@ void conn_send_many(struct conn *c, int opcode, const struct conn_msg2 *m, size_
     struct evbuffer *out = bufferevent_get_output(c->bev);
     for (size_t i = 0; i < n; i++) {
         size_t len = m[i].alen + m[i].blen;
-        if (len > SMALL_FRAME || used + WS_MAX_HEADER + len > sizeof buf) {
-            if (used)
-                evbuffer_add(out, buf, used);
+        if (used && (len > SMALL_FRAME || used + WS_MAX_HEADER + len > sizeof buf)) {
+            evbuffer_add(out, buf, used);
             used = 0;
         }
         if (len > SMALL_FRAME) {
-            conn_send2(c, opcode, m[i].a, m[i].alen, m[i].b, m[i].blen);
+            add_large(out, opcode, &m[i]);
             continue;
         }
         used += ws_frame_header_write(buf + used, true, (uint8_t)opcode, len, NULL);
@@ -79,28 +89,8 @@ void conn_send_many(struct conn *c, int opcode, const struct conn_msg2 *m, size_
 
 void conn_send2(struct conn *c, int opcode, const void *a, size_t alen, const void *b, size_t blen)
 {
-    if (c->phase != PH_WS)
-        return;
-    /* A small frame goes in with one evbuffer_add: each add runs the
-     * buffer's callbacks, which cost more than copying a few hundred bytes. */
-    uint8_t frame[WS_MAX_HEADER + SMALL_FRAME];
-    size_t len = alen + blen;
-    size_t hl = ws_frame_header_write(frame, true, (uint8_t)opcode, len, NULL);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (len <= SMALL_FRAME) {
-        if (alen)
-            memcpy(frame + hl, a, alen);
-        if (blen)
-            memcpy(frame + hl + alen, b, blen);
-        evbuffer_add(out, frame, hl + len);
-    } else {
-        evbuffer_add(out, frame, hl);
-        if (alen)
-            add_payload(out, a, alen);
-        if (blen)
-            add_payload(out, b, blen);
-    }
-    conn_check_out_high_water(c);
+    struct conn_msg2 m = { .a = a, .alen = alen, .b = b, .blen = blen };
+    conn_send_many(c, opcode, &m, 1);
 }
 
 void conn_send(struct conn *c, int opcode, const void *data, size_t len)

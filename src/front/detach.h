@@ -93,9 +93,10 @@ struct detach_text {
     const char *json;
     size_t      len;
 };
-/* A client following a job (jobs_proto): n >= 1 events at once, in order,
- * to go out as one write (a job that ends before its `accepted` was given
- * gives both together).  final = 1: the last of them is the job's final
+#define DETACH_TEXTS_MAX 2
+/* A client following a job (jobs_proto): 1 to DETACH_TEXTS_MAX events at
+ * once, in order, to go out as one write (a job that ends before its
+ * `accepted` was given gives both together).  final = 1: the last of them is the job's final
  * event, after which the store forgets the follower.  Returns 1 when the
  * client has more than its stream window unread: the job's stream then
  * waits for detach_drained(). */

@@ -30,20 +30,16 @@ static void send_kept(struct entry *e, const char *json, size_t len)
     conn_send_many(e->jc->c, WS_OP_TEXT, &m, 1);
 }
 
-/* Events of a detached job held here (detach_follow_fn), two to a write
- * (the store gives no more at once). */
+/* Events of a detached job held here (detach_follow_fn), in one write. */
 static int follow_local(void *arg, const struct detach_text *ev, size_t n, int final)
 {
     struct entry *e = arg;
     struct conn *c = e->jc->c;
-    char prefix[2][JEV_ID_PREFIX_MAX(ID_MAX)];
-    struct conn_msg2 m[2];
-    for (size_t i = 0; i < n; i += 2) {
-        size_t k = n - i < 2 ? n - i : 2;
-        for (size_t j = 0; j < k; j++)
-            m[j] = kept_msg(e, ev[i + j].json, ev[i + j].len, prefix[j]);
-        conn_send_many(c, WS_OP_TEXT, m, k);
-    }
+    char prefix[DETACH_TEXTS_MAX][JEV_ID_PREFIX_MAX(ID_MAX)];
+    struct conn_msg2 m[DETACH_TEXTS_MAX];
+    for (size_t i = 0; i < n; i++)
+        m[i] = kept_msg(e, ev[i].json, ev[i].len, prefix[i]);
+    conn_send_many(c, WS_OP_TEXT, m, n);
     if (final) {
         jobs_finish(e);
         return 0;

@@ -207,7 +207,13 @@ class ReplyWakeups(unittest.TestCase):
             woke = sum(wakeups(p) for p in pids) - wake0
             print("idle daemon: %.1f ms of CPU, %d wake-ups in 10 s over %d processes"
                   % (used * 1e3, woke, len(pids)), file=sys.stderr)
-            self.assertLess(used, 0.005 * 10, "%.3f s of CPU in 10 s" % used)
+            # The bound, 0.5 % of a core, holds for the real build
+            # (13-17 ms here).  A sanitizer build spends about twice that
+            # (25-29 ms) and once took 136 ms with the usual ~200 wake-ups
+            # (a slow VM's page faults): it gets four times the room, which
+            # a spinning or polling loop still overruns many times over.
+            limit = 0.005 * 10 * (4 if SLOW else 1)
+            self.assertLess(used, limit, "%.3f s of CPU in 10 s" % used)
             self.assertLess(woke, 10 * (2 + 16 + 2) * 2, "%d wake-ups in 10 s" % woke)
 
     def test_slow_replies_behind_a_backlog_are_not_left_waiting(self):

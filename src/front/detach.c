@@ -7,6 +7,7 @@
 
 #include <event2/event.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,12 +239,34 @@ static void accept_later(struct detach_job *dj)
 
 /* ---- admission ----------------------------------------------------------- */
 
+/* A spare was last touched when its job expired, a TTL ago: out of every
+ * cache.  The next submit will clear it, so its lines are fetched now, while
+ * this job is parsed and queued, not then (perf annotate: the load of a
+ * cold spare's link and the clearing of its lines were 85 % of
+ * detach_submit's samples, echo 50 x 16 with 300 000 jobs held). */
+static void prefetch_record(const struct detach_job *dj)
+{
+    /* Unconditional and unrolled: a prefetch never faults, so NULL (no
+     * spare left) needs no test, and GCC 12 drops prefetches it finds in
+     * a loop or in a branch of their own as code without effect.  The
+     * addresses are integers: arithmetic on a null pointer would be
+     * undefined. */
+    uintptr_t p = (uintptr_t)dj;
+    _Static_assert(offsetof(struct detach_job, text) <= 3 * 64, "three lines and a tail");
+    __builtin_prefetch((const void *)p, 1);
+    __builtin_prefetch((const void *)(p + 64), 1);
+    __builtin_prefetch((const void *)(p + 128), 1);
+    /* malloc aligns to 16, not to a line */
+    __builtin_prefetch((const void *)(p + offsetof(struct detach_job, text) - 1), 1);
+}
+
 static struct detach_job *take_record(struct detach_store *ds)
 {
     struct detach_job *dj = ds->spare;
     if (!dj)
         return malloc(sizeof *dj);
     ds->spare = dj->fnext;
+    prefetch_record(ds->spare);
     ds->nspare--;
     if (ds->nspare < ds->spare_low)
         ds->spare_low = ds->nspare;
@@ -382,6 +405,10 @@ static void expire_cb(evutil_socket_t fd, short what, void *arg)
     for (; n < EXPIRE_BATCH && ds->fifo_head && ds->fifo_head->finished_ns + ttl_ns(ds) <= now; n++) {
         struct detach_job *dj = ds->fifo_head;
         ds->fifo_head = dj->fnext;
+        /* The next one is as cold as this one was: fetch what is read of
+         * it here (its link and finishing time) meanwhile. */
+        __builtin_prefetch(dj->fnext, 1);
+        __builtin_prefetch((const void *)((uintptr_t)dj->fnext + offsetof(struct detach_job, finished_ns)), 1);
         if (!ds->fifo_head)
             ds->fifo_tail = NULL;
         dtab_remove(&ds->tab, dj);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "front/detach.h"
+#include "front/detach_parts.h"
 #include "handlers/handler_registry.h"
 #include "pipeline/dispatch.h"
 #include "pipeline/pipeline.h"
@@ -248,6 +249,31 @@ START_TEST(handles_are_a_slot_and_128_random_bits_in_lower_case_hex)
     ck_assert_ptr_null(detach_find(ds, wrong, 40));
     memcpy(wrong, "7fffffff", 8);
     ck_assert_ptr_null(detach_find(ds, wrong, 40));
+}
+END_TEST
+
+/* The word-at-a-time formatting against printf's, over every nibble value
+ * in every position, and back through the parser. */
+START_TEST(a_handle_formats_as_printf_would_and_parses_back)
+{
+    uint32_t seed = 12345;
+    for (int round = 0; round < 4096; round++) {
+        uint32_t slot = round < 16 ? 0x11111111u * (uint32_t)round : (seed = seed * 1103515245u + 12345u);
+        uint8_t key[DETACH_KEY_LEN];
+        for (size_t i = 0; i < sizeof key; i++)
+            key[i] = round < 16 ? (uint8_t)(0x11 * round) : (uint8_t)((seed = seed * 1103515245u + 12345u) >> 16);
+        char got[DETACH_HANDLE_LEN + 1], want[DETACH_HANDLE_LEN + 1];
+        detach_format_handle(slot, key, got);
+        int n = snprintf(want, sizeof want, "%08x", slot);
+        for (size_t i = 0; i < sizeof key; i++)
+            n += snprintf(want + n, sizeof want - (size_t)n, "%02x", key[i]);
+        ck_assert_str_eq(got, want);
+        uint32_t s2;
+        uint8_t k2[DETACH_KEY_LEN];
+        ck_assert_int_eq(detach_parse_handle(got, DETACH_HANDLE_LEN, &s2, k2), 0);
+        ck_assert_uint_eq(s2, slot);
+        ck_assert_int_eq(memcmp(k2, key, sizeof key), 0);
+    }
 }
 END_TEST
 
@@ -559,6 +585,7 @@ static Suite *detach_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20);
     tcase_add_test(tc, handles_are_a_slot_and_128_random_bits_in_lower_case_hex);
+    tcase_add_test(tc, a_handle_formats_as_printf_would_and_parses_back);
     tcase_add_test(tc, accepted_leaves_with_the_first_event_or_alone_soon_after);
     tcase_add_test(tc, a_job_done_before_its_accepted_gives_both_at_once);
     tcase_add_test(tc, a_slot_is_reused_and_the_old_handle_is_not_found);

@@ -503,7 +503,7 @@ hostile_cases() {
 # does not blur.  Jobs of no work (echo, sha256 of one round) show the
 # store's cost at its largest; sha256 x2000 (~0.2 ms) is a short real job.
 DETACH_SHAPES="50x16 1x1"
-DETACH_ROUNDS=${BENCH_DETACH_ROUNDS:-3}
+DETACH_ROUNDS=${BENCH_DETACH_ROUNDS:-5}
 
 cpu_ns() {   # cpu_ns PID...: CPU time of every thread of the processes
     local p
@@ -585,10 +585,25 @@ detach_table() {
         pa=$(case_median "$c" p50_us)
         pb=$(case_median "$c detach" p50_us)
         row "$c, detach" "$a -> $b jobs/s, p50 $pa -> $pb us, us/job front $ca -> $cb ($(pct "$ca" "$cb")), daemon $da -> $db ($(pct "$da" "$db"))"
+        row "" "  per round, median: front $(pair_pct "$c" us_per_job), daemon $(pair_pct "$c" daemon_us_per_job)"
     done
 }
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f%%", 100 * (b / a - 1) }'; }
+
+# pair_pct CASE FIELD: the median over rounds of each round's detached/plain
+# ratio, as a change.  The two runs of a round are seconds apart, so a slow
+# spell of the machine moves both; the medians of each side alone keep
+# rounds that the spell split.
+pair_pct() {
+    paste <(grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2") \
+          <(grep -F "\"case\":\"$1 detach\"" "$results" | grep -F "\"$2\":" | field "$2") |
+        awk '$1 > 0 && $2 > 0 { r[++n] = $2 / $1 } END {
+            if (!n) { print "?"; exit }
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
+            m = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+            printf "%+.0f%%", 100 * (m - 1) }'
+}
 
 # ---- the table ----------------------------------------------------------------------
 

@@ -37,8 +37,15 @@ static int follow_local(void *arg, const struct detach_text *ev, size_t n, int f
     struct conn *c = e->jc->c;
     char prefix[DETACH_TEXTS_MAX][JEV_ID_PREFIX_MAX(ID_MAX)];
     struct conn_msg2 m[DETACH_TEXTS_MAX];
-    for (size_t i = 0; i < n; i++)
-        m[i] = kept_msg(e, ev[i].json, ev[i].len, prefix[i]);
+    for (size_t i = 0; i < n; i++) {
+        /* `accepted` and a short job's final event come together: the
+         * second takes the first's prefix (the id quoted once, not twice). */
+        if (i > 0 && m[0].blen && ev[i].len > 2)
+            m[i] = (struct conn_msg2){ .a = m[0].a, .alen = m[0].alen,
+                                       .b = ev[i].json + 1, .blen = ev[i].len - 1 };
+        else
+            m[i] = kept_msg(e, ev[i].json, ev[i].len, prefix[i]);
+    }
     conn_send_many(c, WS_OP_TEXT, m, n);
     if (final) {
         jobs_finish(e);

@@ -13,6 +13,7 @@
 #                                         detached jobs beside plain ones
 #   BENCH_DASHBOARD_ROUNDS=5              rounds of the dashboard comparison
 #   BENCH_SWEEP_ROUNDS=3                  rounds of the concurrency sweep (medians)
+#   BENCH_DETACH_ROUNDS=5                 rounds of the detached-job section (medians)
 set -u
 
 BUILD=${BUILD:-build}
@@ -496,7 +497,8 @@ hostile_cases() {
 # Each detached job is held until its result's TTL ends: 1 s here, and room
 # for every job of a run, so no submit is refused.  Plain and detached runs
 # alternate, BENCH_DETACH_ROUNDS times, so a slow spell of the machine does
-# not land on one side only; the table shows medians.  Beside the client's
+# not land on one side only; the table shows medians, of each side and of
+# the rounds' own ratios (pair_pct).  Beside the client's
 # jobs/s, the CPU time per job of the front and of the whole daemon (front
 # and workers: what serving a job costs), exact to the nanosecond from
 # /proc/PID/task/*/schedstat, which the client's share of the two cores

@@ -67,6 +67,7 @@ struct conn {
     uint8_t freed;
     uint8_t room_queued;           /* on the front's room FIFO */
     uint8_t flush_listed;          /* on the front's flush list (never while freed) */
+    uint8_t flush_waited;          /* listed through one busy turn: written at the next pass */
 };
 
 /* conn.c */

@@ -200,20 +200,24 @@ static const char *field_value(struct scan *sc, const char *p, struct jr_field *
     return q;
 }
 
+/* By length first, then the bytes: one comparison of a constant length
+ * (inlined, no call) per key, where a walk of a key table compared lengths
+ * down the table and called memcmp (callgrind of the front, echo at
+ * 50 x 16, four keys a job: 184 instructions a job less). */
 static struct jr_field *field_named(struct jobs_request *r, struct span k)
 {
-#define KEY(name, field) { name, sizeof name - 1, offsetof(struct jobs_request, field) }
-    static const struct { const char *name; size_t len, off; } keys[] = {
-        KEY("op", op), KEY("id", id), KEY("type", type), KEY("input", input),
-        KEY("input_b64", input_b64), KEY("timeout_ms", timeout_ms), KEY("detach", detach),
-        KEY("handle", handle), KEY("from_seq", from_seq),
-    };
-#undef KEY
-    /* Lengths first: a key's bytes are compared only with names as long. */
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (keys[i].len == k.n && memcmp(keys[i].name, k.s, k.n) == 0)
-            return (struct jr_field *)((char *)r + keys[i].off);
-    return NULL;
+#define IS(name) (memcmp(k.s, name, sizeof name - 1) == 0)
+    switch (k.n) {
+    case 2:  return IS("op") ? &r->op : IS("id") ? &r->id : NULL;
+    case 4:  return IS("type") ? &r->type : NULL;
+    case 5:  return IS("input") ? &r->input : NULL;
+    case 6:  return IS("detach") ? &r->detach : IS("handle") ? &r->handle : NULL;
+    case 8:  return IS("from_seq") ? &r->from_seq : NULL;
+    case 9:  return IS("input_b64") ? &r->input_b64 : NULL;
+    case 10: return IS("timeout_ms") ? &r->timeout_ms : NULL;
+    default: return NULL;
+    }
+#undef IS
 }
 
 /* The input's text without whitespace: strings hold no escapes, so every

@@ -568,9 +568,12 @@ detach_cases() {
     stop_daemon
 }
 
+median_g() {   # median_g < numbers, one a line: decimals kept
+    sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.10g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 case_median() {   # case_median CASE FIELD: over every run of the case, decimals kept
-    grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR) printf "%.10g", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+    grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2" | median_g
 }
 
 detach_table() {
@@ -598,13 +601,11 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.0f%%", 100 * (b / a - 1) }';
 # spell of the machine moves both; the medians of each side alone keep
 # rounds that the spell split.
 pair_pct() {
-    paste <(grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2") \
-          <(grep -F "\"case\":\"$1 detach\"" "$results" | grep -F "\"$2\":" | field "$2") |
-        awk '$1 > 0 && $2 > 0 { r[++n] = $2 / $1 } END {
-            if (!n) { print "?"; exit }
-            for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
-            m = n % 2 ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
-            printf "%+.0f%%", 100 * (m - 1) }'
+    local m
+    m=$(paste <(grep -F "\"case\":\"$1\"" "$results" | grep -F "\"$2\":" | field "$2") \
+              <(grep -F "\"case\":\"$1 detach\"" "$results" | grep -F "\"$2\":" | field "$2") |
+        awk '$1 > 0 && $2 > 0 { print $2 / $1 }' | median_g)
+    if [ -n "$m" ]; then pct 1 "$m"; else echo "?"; fi
 }
 
 # ---- the table ----------------------------------------------------------------------

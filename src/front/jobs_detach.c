@@ -16,11 +16,18 @@ static struct detach_store *store(const struct jobs_conn *jc) { return conn_deta
 /* An event framed as one message from two parts, the id's prefix and the
  * kept text after its brace: no copy of the event is built first.  The
  * prefix is written into prefix (JEV_ID_PREFIX_MAX(ID_MAX) bytes). */
+static struct conn_msg2 with_body(struct conn_msg2 m, const char *json, size_t len)
+{
+    m.b = json + 1;
+    m.blen = len - 1;
+    return m;
+}
+
 static struct conn_msg2 kept_msg(const struct entry *e, const char *json, size_t len, char *prefix)
 {
     int more = len > 2;
-    size_t n = jev_id_prefix(prefix, e->id, e->idlen, more);
-    return (struct conn_msg2){ .a = prefix, .alen = n, .b = json + 1, .blen = more ? len - 1 : 0 };
+    struct conn_msg2 m = { .a = prefix, .alen = jev_id_prefix(prefix, e->id, e->idlen, more) };
+    return more ? with_body(m, json, len) : m;
 }
 
 static void send_kept(struct entry *e, const char *json, size_t len)
@@ -41,8 +48,7 @@ static int follow_local(void *arg, const struct detach_text *ev, size_t n, int f
         /* `accepted` and a short job's final event come together: the
          * second takes the first's prefix (the id quoted once, not twice). */
         if (i > 0 && m[0].blen && ev[i].len > 2)
-            m[i] = (struct conn_msg2){ .a = m[0].a, .alen = m[0].alen,
-                                       .b = ev[i].json + 1, .blen = ev[i].len - 1 };
+            m[i] = with_body(m[0], ev[i].json, ev[i].len);
         else
             m[i] = kept_msg(e, ev[i].json, ev[i].len, prefix[i]);
     }
